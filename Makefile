@@ -1,0 +1,40 @@
+# Two commands on a fresh machine: `make run` and `make test`. Both create the
+# environment first if it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The CPU build of torch lies on this machine's disk; installing it first keeps pip
+# from resolving the project's torch range to a multi-GB CUDA wheel.
+TORCH_VERSION := 2.13.0
+MLFLOW_UI_PORT ?= 5000
+
+# No network beyond the package registries: keep library telemetry quiet.
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := False
+export DO_NOT_TRACK := 1
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: venv run test ui repro clean-outputs
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv
+	$(BIN)/seqpipe run
+
+test: venv
+	$(BIN)/python -m pytest
+
+ui: venv
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --port $(MLFLOW_UI_PORT)
+
+repro: venv
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro

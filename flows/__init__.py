@@ -1,0 +1,1 @@
+"""Prefect flows: thin wrappers that chain the step functions of ``seqpipe.steps``."""

@@ -1,0 +1,166 @@
+"""The ``seqpipe`` command: each subcommand calls one step function (or the flow).
+
+Commands import the steps inside their bodies so that ``--help`` and ``datasets``
+answer without loading torch, MLflow and Great Expectations.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+
+from seqpipe.errors import SeqpipeError
+
+# No network here or in CI: keep every library's telemetry from trying.
+for _var, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "False",
+                     "DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1"}.items():
+    os.environ.setdefault(_var, _value)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+ConfOption = Annotated[Path, typer.Option("--conf", help="config folder (pipeline.yaml, models/)", envvar="SEQPIPE_CONF")]
+DEFAULT_CONF = Path("conf")
+
+
+def _config(conf: Path):
+    from seqpipe.config import load_config
+
+    return load_config(conf)
+
+
+@app.command()
+def run(conf: ConfOption = DEFAULT_CONF) -> None:
+    """Run the whole pipeline as a Prefect flow, in-process."""
+    from flows.pipeline import retrain
+
+    retrain(conf_dir=str(conf))
+
+
+@app.command()
+def ingest(conf: ConfOption = DEFAULT_CONF) -> None:
+    """Read the configured source into an immutable raw snapshot under data/raw."""
+    from seqpipe import steps
+
+    steps.ingest(_config(conf))
+
+
+@app.command()
+def validate(conf: ConfOption = DEFAULT_CONF) -> None:
+    """Validate the latest snapshot with Great Expectations."""
+    from seqpipe import steps
+
+    steps.validate(_config(conf))
+
+
+@app.command()
+def prepare(conf: ConfOption = DEFAULT_CONF) -> None:
+    """Split, scale and window the validated data."""
+    from seqpipe import steps
+
+    steps.prepare(_config(conf))
+
+
+@app.command()
+def train(conf: ConfOption = DEFAULT_CONF) -> None:
+    """Train every configured model, each in a child MLflow run of one parent run."""
+    from seqpipe import steps
+
+    steps.train_all(_config(conf))
+
+
+@app.command()
+def evaluate(conf: ConfOption = DEFAULT_CONF) -> None:
+    """Score the trained models on the test split and print the leaderboard."""
+    from seqpipe import steps
+
+    steps.evaluate(_config(conf))
+
+
+@app.command()
+def register(conf: ConfOption = DEFAULT_CONF) -> None:
+    """Register the leaderboard's best model with the alias 'challenger'."""
+    from seqpipe import steps
+
+    steps.register(_config(conf))
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Option("--version", help="registered model version to serve")],
+    reason: Annotated[str, typer.Option("--reason", help="why; kept in the registry")] = "manual promotion",
+    conf: ConfOption = DEFAULT_CONF,
+) -> None:
+    """Move the 'production' alias to a registered version."""
+    from seqpipe import steps
+
+    steps.promote(_config(conf), version, reason)
+
+
+@app.command()
+def predict(
+    input: Annotated[Path, typer.Option("--input", help="history: CSV or Parquet")],
+    output: Annotated[Path, typer.Option("--output", help="forecasts: CSV or Parquet, by suffix")],
+    model: Annotated[str, typer.Option("--model", help="production, challenger or a version number")] = "production",
+    horizon: Annotated[Optional[int], typer.Option("--horizon", help="steps ahead; default: the model's")] = None,
+    conf: ConfOption = DEFAULT_CONF,
+) -> None:
+    """Forecast every series in a history file with a registered model."""
+    from seqpipe import steps
+
+    steps.predict(_config(conf), model, input, output, horizon)
+
+
+@app.command()
+def datasets() -> None:
+    """List the built-in datasets."""
+    from seqpipe.data.catalog import BUILTIN_DATASETS
+
+    for d in BUILTIN_DATASETS.values():
+        print(f"{d.name:<20} horizon {d.horizon:>3}  season {d.season:>3}  lookback {d.lookback:>3}  {d.description}")
+
+
+@app.command()
+def serve(conf: ConfOption = DEFAULT_CONF) -> None:
+    """Serve the retraining flow on its cron schedule (conf: schedule) against a Prefect server."""
+    from flows.pipeline import serve as serve_flow
+
+    serve_flow(_config(conf), str(conf))
+
+
+@app.command()
+def deploy(
+    work_pool: Annotated[str, typer.Option("--work-pool", help="Prefect work pool that runs retraining")] = "seqpipe",
+    conf: ConfOption = DEFAULT_CONF,
+) -> None:
+    """Create the deployments of prefect.yaml on the configured Prefect server, schedule from conf."""
+    import subprocess
+
+    from flows.pipeline import deploy_environment
+
+    cfg = _config(conf)
+    env = {**os.environ, **deploy_environment(cfg, str(conf), work_pool)}
+    command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(cfg.root / "prefect.yaml")]
+    sys.exit(subprocess.run(command, cwd=cfg.root, env=env).returncode)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except SeqpipeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

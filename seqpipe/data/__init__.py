@@ -1,0 +1,3 @@
+"""Sources, the canonical frame, validation and preparation."""
+
+CANONICAL_COLUMNS = ("series_id", "timestamp", "value")

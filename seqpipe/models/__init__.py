@@ -1,0 +1,27 @@
+"""Forecasting architectures behind one interface, and a catalog from name to class.
+
+Imports torch (and the standard library) only: no MLflow, no Prefect, no pandas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seqpipe.models.base import Forecaster, ProblemShape
+from seqpipe.models.baselines import Naive, SeasonalNaive
+from seqpipe.models.recurrent import GRUForecaster, LSTMForecaster, RNNForecaster
+
+ARCHITECTURES: dict[str, type[Forecaster]] = {
+    cls.arch: cls for cls in (Naive, SeasonalNaive, RNNForecaster, LSTMForecaster, GRUForecaster)
+}
+
+
+def build_model(arch: str, shape: ProblemShape, params: dict[str, Any]) -> Forecaster:
+    try:
+        cls = ARCHITECTURES[arch]
+    except KeyError:
+        raise ValueError(f"unknown architecture '{arch}'; known: {sorted(ARCHITECTURES)}") from None
+    return cls(shape, cls.parse_params(params))
+
+
+__all__ = ["ARCHITECTURES", "Forecaster", "ProblemShape", "build_model"]

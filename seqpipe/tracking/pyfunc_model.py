@@ -1,0 +1,31 @@
+"""The registered model, logged "from code": MLflow stores this file, not a pickle.
+
+Loading reads a JSON spec, a state dict (``weights_only``) and a scaler table, so
+loading a registered version never unpickles arbitrary objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.models import set_model
+
+from seqpipe.data.scaling import Scalers
+from seqpipe.evaluation.forecast import forecast_history
+from seqpipe.models.persistence import load_model
+
+
+class SeqpipeForecaster(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        self.model = load_model(Path(context.artifacts["model"]))
+        self.scalers = Scalers.from_frame(pd.read_parquet(context.artifacts["scalers"]))
+        self.freq = (context.model_config or {}).get("freq")
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        horizon = int((params or {}).get("horizon") or self.model.shape.horizon)
+        return forecast_history(self.model, self.scalers, model_input, horizon, self.freq)
+
+
+set_model(SeqpipeForecaster())

@@ -1,0 +1,49 @@
+"""Parent and child runs, addressed by id so any process (a Prefect task, a DVC stage) can log to them."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+
+import mlflow
+from mlflow.entities import Metric, Param, RunStatus
+from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
+
+
+def create_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str], parent_id: str | None = None) -> str:
+    tags = {**tags, MLFLOW_RUN_NAME: name}
+    if parent_id:
+        tags[MLFLOW_PARENT_RUN_ID] = parent_id
+    return client.create_run(experiment_id, tags=tags, run_name=name).info.run_id
+
+
+def finish_run(client: MlflowClient, run_id: str, succeeded: bool) -> None:
+    status = RunStatus.to_string(RunStatus.FINISHED if succeeded else RunStatus.FAILED)
+    client.set_terminated(run_id, status=status)
+
+
+@contextlib.contextmanager
+def active_run(run_id: str, system_metrics: bool = False) -> Iterator[None]:
+    """Make an existing run the fluent active run (for APIs that need one) without closing it.
+
+    ``end_run`` would mark it FINISHED; the run's owner decides its final status, so the
+    status it had is written back.
+    """
+    mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics)
+    try:
+        yield
+    finally:
+        mlflow.end_run(status=RunStatus.to_string(RunStatus.RUNNING))
+
+
+def log_params(client: MlflowClient, run_id: str, params: dict[str, object]) -> None:
+    client.log_batch(run_id, params=[Param(k, str(v)[:MAX_PARAM_LENGTH]) for k, v in params.items()])
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: dict[str, float], step: int = 0) -> None:
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, step) for k, v in metrics.items()])

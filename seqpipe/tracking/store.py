@@ -1,0 +1,42 @@
+"""Connect to the configured MLflow store; with no server, a SQLite file inside the project."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from seqpipe.config import PipelineConfig
+
+SQLITE_PREFIX = "sqlite:///"
+
+
+def tracking_uri(cfg: PipelineConfig) -> str:
+    """MLFLOW_TRACKING_URI wins, as MLflow users expect; a relative SQLite path is under the project."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking.tracking_uri
+    if uri.startswith(SQLITE_PREFIX) and not uri.startswith(SQLITE_PREFIX + "/"):
+        db = cfg.path(uri[len(SQLITE_PREFIX):])
+        db.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"{SQLITE_PREFIX}{db}"
+    return uri
+
+
+def artifact_location(cfg: PipelineConfig) -> str:
+    root = Path(cfg.tracking.artifact_root)
+    if "://" in cfg.tracking.artifact_root:
+        return cfg.tracking.artifact_root
+    return cfg.path(root).resolve().as_uri()
+
+
+def connect(cfg: PipelineConfig) -> tuple[MlflowClient, str]:
+    """Point MLflow at the configured store and return a client and the experiment id."""
+    uri = tracking_uri(cfg)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+    if experiment is not None:
+        return client, experiment.experiment_id
+    return client, client.create_experiment(cfg.tracking.experiment, artifact_location=artifact_location(cfg))

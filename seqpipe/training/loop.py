@@ -1,0 +1,174 @@
+"""The one training loop every architecture runs in.
+
+It owns the device, mixed precision, batching, early stopping on validation loss,
+the learning-rate schedule and gradient clipping. A model that trains differently
+overrides ``Forecaster.loss``; it still runs here.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from seqpipe.models.base import Forecaster
+
+LR_DECAY_FACTOR = 0.5
+LR_DECAY_PATIENCE = 2
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    max_epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 5
+    grad_clip: float | None = 1.0
+    seed: int = 42
+    device: str = "auto"
+    num_threads: int | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class EpochLog:
+    epoch: int
+    train_loss: float
+    val_loss: float
+    learning_rate: float
+    seconds: float
+
+
+@dataclass
+class FitResult:
+    device: str
+    best_epoch: int
+    best_val_loss: float
+    epochs_run: int
+    stopped_early: bool
+    seconds: float
+    history: list[EpochLog] = field(default_factory=list)
+
+
+def resolve_device(preference: str) -> torch.device:
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("training.device is 'cuda' but no CUDA device is available")
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(preference)
+
+
+def seed_everything(seed: int, num_threads: int | None = None) -> None:
+    """Seed every generator a model touches; call before building the model."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.set_num_threads(num_threads or os.cpu_count() or 1)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    return list(order.split(batch_size))
+
+
+@torch.no_grad()
+def evaluate_loss(model: Forecaster, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+    model.eval()
+    total = 0.0
+    for index in _batches(len(x), batch_size, None):
+        with _autocast(x.device):
+            total += float(model.loss(x[index], y[index])) * len(index)
+    return total / max(len(x), 1)
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    # bf16 keeps fp32's exponent range, so no loss scaling is needed; CPU stays fp32.
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if device.type == "cuda":
+        tensor = tensor.pin_memory().to(device, non_blocking=True)
+    return tensor
+
+
+def fit(
+    model: Forecaster,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    settings: TrainSettings,
+    *,
+    name: str = "model",
+    on_epoch: Callable[[EpochLog], None] | None = None,
+) -> FitResult:
+    """Train ``model`` in place and leave it holding its best (lowest validation loss) weights."""
+    started = time.perf_counter()
+    device = resolve_device(settings.device)
+    model.to(device)
+    # Small datasets live on the device whole: no loader, no per-batch host copies.
+    train_x, train_y = (_to_device(a, device) for a in train)
+    val_x, val_y = (_to_device(a, device) for a in val)
+
+    if not model.trainable or len(train_x) == 0:
+        loss = evaluate_loss(model, val_x, val_y, settings.batch_size)
+        _say(settings, f"[{name}] nothing to train; validation loss {loss:.4f}")
+        return FitResult(str(device), 0, loss, 0, False, time.perf_counter() - started)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=LR_DECAY_FACTOR, patience=LR_DECAY_PATIENCE
+    )
+    generator = torch.Generator().manual_seed(settings.seed)
+    best_loss, best_epoch, best_state = float("inf"), 0, copy.deepcopy(model.state_dict())
+    history: list[EpochLog] = []
+    stopped_early = False
+
+    for epoch in range(1, settings.max_epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        running = 0.0
+        for index in _batches(len(train_x), settings.batch_size, generator):
+            index = index.to(device)
+            optimizer.zero_grad(set_to_none=True)
+            with _autocast(device):
+                loss = model.loss(train_x[index], train_y[index])
+            loss.backward()
+            if settings.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
+            optimizer.step()
+            running += float(loss.detach()) * len(index)
+        val_loss = evaluate_loss(model, val_x, val_y, settings.batch_size)
+        scheduler.step(val_loss)
+        log = EpochLog(epoch, running / len(train_x), val_loss, optimizer.param_groups[0]["lr"], time.perf_counter() - epoch_start)
+        history.append(log)
+        if on_epoch:
+            on_epoch(log)
+        improved = val_loss < best_loss
+        if improved:
+            best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
+        _say(
+            settings,
+            f"[{name}] epoch {epoch:>3}/{settings.max_epochs}  train {log.train_loss:.4f}  val {val_loss:.4f}"
+            f"{' *' if improved else '  '}  lr {log.learning_rate:.1e}  {log.seconds:.1f}s",
+        )
+        if epoch - best_epoch >= settings.patience:
+            stopped_early = True
+            _say(settings, f"[{name}] early stop: no improvement for {settings.patience} epochs")
+            break
+
+    model.load_state_dict(best_state)
+    model.eval()
+    return FitResult(str(device), best_epoch, best_loss, len(history), stopped_early, time.perf_counter() - started, history)
+
+
+def _say(settings: TrainSettings, line: str) -> None:
+    if settings.progress:
+        print(line, flush=True)
