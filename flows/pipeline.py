@@ -22,15 +22,15 @@ from seqpipe.config import PipelineConfig, load_config
 FLOW_NAME = "seqpipe-retrain"
 
 
-def _step_task(name: str, step: Callable[..., Any]) -> Any:
+def _step_task(name: str, step: Callable[..., Any], run_name: str | None = None) -> Any:
     # Content-keyed caching comes with file-hash inputs; until then every run recomputes.
-    return task(step, name=name, cache_policy=NO_CACHE, log_prints=True)
+    return task(step, name=name, task_run_name=run_name or name, cache_policy=NO_CACHE, log_prints=True)
 
 
 ingest_task = _step_task("ingest", steps.ingest)
 validate_task = _step_task("validate", steps.validate)
 prepare_task = _step_task("prepare", steps.prepare)
-train_task = _step_task("train", steps.train)
+train_task = _step_task("train", steps.train, run_name="train-{name}")
 evaluate_task = _step_task("evaluate", steps.evaluate)
 register_task = _step_task("register", steps.register)
 

@@ -18,7 +18,8 @@ from seqpipe.errors import SeqpipeError
 
 # No network here or in CI: keep every library's telemetry from trying.
 for _var, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "False",
-                     "DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1"}.items():
+                     "DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1",
+                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
     os.environ.setdefault(_var, _value)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)

@@ -28,16 +28,17 @@ def finish_run(client: MlflowClient, run_id: str, succeeded: bool) -> None:
 
 @contextlib.contextmanager
 def active_run(run_id: str, system_metrics: bool = False) -> Iterator[None]:
-    """Make an existing run the fluent active run (for APIs that need one) without closing it.
+    """Make an existing run the fluent active run (for APIs that need one) and then leave it as it was.
 
-    ``end_run`` would mark it FINISHED; the run's owner decides its final status, so the
-    status it had is written back.
+    Resuming a run marks it RUNNING and ``end_run`` would mark it FINISHED; the run's
+    owner decides its final status, so the status it had before is written back.
     """
+    status_before = mlflow.get_run(run_id).info.status
     mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics)
     try:
         yield
     finally:
-        mlflow.end_run(status=RunStatus.to_string(RunStatus.RUNNING))
+        mlflow.end_run(status=status_before)
 
 
 def log_params(client: MlflowClient, run_id: str, params: dict[str, object]) -> None:

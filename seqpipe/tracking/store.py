@@ -11,11 +11,15 @@ from mlflow.tracking import MlflowClient
 from seqpipe.config import PipelineConfig
 
 SQLITE_PREFIX = "sqlite:///"
+# mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ, so the user's
+# own value must be read before seqpipe first calls it; reading it later would carry one
+# project's store into the next config loaded in the same process.
+USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
 def tracking_uri(cfg: PipelineConfig) -> str:
     """MLFLOW_TRACKING_URI wins, as MLflow users expect; a relative SQLite path is under the project."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking.tracking_uri
+    uri = USER_TRACKING_URI or cfg.tracking.tracking_uri
     if uri.startswith(SQLITE_PREFIX) and not uri.startswith(SQLITE_PREFIX + "/"):
         db = cfg.path(uri[len(SQLITE_PREFIX):])
         db.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,113 @@
+"""Shared fixtures: a tiny but real project (conf/, a generated CSV) in a temp folder.
+
+Everything runs for real: the MLflow store is SQLite in the temp folder, Prefect runs
+against a temporary server, GX validates, torch trains (for a few seconds).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+for _var, _value in {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GX_ANALYTICS_ENABLED": "False",
+    "DO_NOT_TRACK": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}.items():
+    os.environ.setdefault(_var, _value)
+# A tracking URI from the developer's shell must not redirect the tests' stores.
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+REPO = Path(__file__).resolve().parents[1]
+SERIES, LENGTH, SEASON, HORIZON, LOOKBACK = 8, 60, 12, 6, 12
+
+
+def make_series(series: int = SERIES, length: int = LENGTH, seed: int = 0) -> pd.DataFrame:
+    """Monthly series with a strong yearly pattern, a trend and a little noise."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(series):
+        t = np.arange(length)
+        values = 100 + 10 * i + 0.3 * t + 20 * np.sin(2 * np.pi * t / SEASON + i) + rng.normal(0, 1, length)
+        frames.append(pd.DataFrame({
+            "store": f"s{i:02d}",
+            "month": pd.date_range("2015-01-01", periods=length, freq="MS").strftime("%Y-%m-%d"),
+            "sales": values.round(3),
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_config(root: Path, source_path: str = "input/sales.csv", **overrides) -> Path:
+    conf = root / "conf"
+    (conf / "models").mkdir(parents=True, exist_ok=True)
+    (conf / "models" / "seasonal_naive.yaml").write_text("arch: seasonal_naive\n")
+    (conf / "models" / "lstm.yaml").write_text(yaml.safe_dump(
+        {"arch": "lstm", "params": {"hidden_size": 16, "num_layers": 1, "dropout": 0.0}}))
+    pipeline = {
+        "data": {
+            "source": {"kind": "csv", "path": source_path,
+                       "columns": {"series_id": "store", "timestamp": "month", "value": "sales"}},
+            "horizon": HORIZON, "season": SEASON, "lookback": LOOKBACK,
+        },
+        # dvc.yaml reads these sections as params, and DVC wants each one present.
+        "validation": {"max_offending_listed": 10},
+        "prepare": {"scaler": "standard"},
+        "evaluation": {"metric": "mase"},
+        "training": {"max_epochs": 3, "batch_size": 64, "patience": 3, "num_threads": 1, "seed": 7},
+        "models": ["seasonal_naive", "lstm"],
+        "tracking": {"experiment": "tests", "registered_model": "tiny-forecaster", "system_metrics": False},
+    }
+    for key, value in overrides.items():
+        pipeline[key] = {**pipeline.get(key, {}), **value} if isinstance(value, dict) else value
+    (conf / "pipeline.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    return conf
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A project root with conf/ and input/sales.csv; returns the root."""
+    (tmp_path / "input").mkdir()
+    make_series().to_csv(tmp_path / "input" / "sales.csv", index=False)
+    write_config(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def cfg(project: Path):
+    from seqpipe.config import load_config
+
+    return load_config(project / "conf")
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``seqpipe`` command in a subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "seqpipe.cli", *args], cwd=cwd, capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, timeout=600,
+    )
+
+
+def copy_project_code(destination: Path) -> None:
+    """Copy what DVC stages depend on (code and DVC config) into a fresh project folder."""
+    for folder in ("seqpipe", "flows"):
+        shutil.copytree(REPO / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".dvcignore"):
+        shutil.copy(REPO / name, destination / name)
+
+
+def tree_digest(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` with its bytes, to prove a failed step changed nothing."""
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

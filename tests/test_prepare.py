@@ -1,0 +1,48 @@
+import numpy as np
+import pandas as pd
+
+from conftest import HORIZON, LENGTH, LOOKBACK, SERIES
+from seqpipe import steps
+from seqpipe.data.catalog import SeriesSpec
+from seqpipe.data.prepare import load_prepared, prepare_frame
+
+
+def _canonical(lengths=(40, 50)):
+    rows = [pd.DataFrame({"series_id": f"s{i}", "timestamp": np.arange(n), "value": np.arange(n, dtype=float) * (i + 1)})
+            for i, n in enumerate(lengths)]
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_split_is_by_time_and_windows_hold_the_right_points():
+    spec = SeriesSpec(horizon=5, season=1, lookback=8, freq=None)
+    prepared = prepare_frame(_canonical(), spec, "standard")
+    splits = prepared.frame.groupby("series_id")["split"].apply(list)
+    assert splits["s0"][-5:] == ["test"] * 5 and splits["s0"][-10:-5] == ["val"] * 5
+    assert splits["s0"][:30] == ["train"] * 30
+    # Training targets stay inside the training part: 30 - 8 - 5 + 1 windows for s0, 40 - 13 + 1 for s1.
+    assert len(prepared.train.y) == 18 + 28
+    scalers = prepared.scalers
+    restored = prepared.test.y * scalers.scale[prepared.test.series, None] + scalers.loc[prepared.test.series, None]
+    np.testing.assert_allclose(restored[0], np.arange(35, 40), rtol=1e-6)
+    np.testing.assert_allclose(restored[1], np.arange(45, 50) * 2, rtol=1e-6)
+
+
+def test_scalers_see_only_training_data():
+    spec = SeriesSpec(horizon=5, season=1, lookback=8, freq=None)
+    frame = _canonical()
+    changed = frame.copy()
+    changed.loc[changed.groupby("series_id").cumcount(ascending=False) < 10, "value"] = 1e6
+    a, b = prepare_frame(frame, spec, "standard"), prepare_frame(changed, spec, "standard")
+    np.testing.assert_array_equal(a.scalers.loc, b.scalers.loc)
+    np.testing.assert_array_equal(a.scalers.scale, b.scalers.scale)
+    np.testing.assert_array_equal(a.train.x, b.train.x)
+
+
+def test_prepare_step_infers_calendar_frequency_and_writes_files(cfg):
+    steps.ingest(cfg)
+    steps.validate(cfg)
+    meta = steps.prepare(cfg)
+    assert meta["spec"]["freq"] == "MS"
+    prepared = load_prepared(cfg.data_dir / "prepared")
+    assert prepared.val.x.shape == (SERIES, LOOKBACK, 1) and prepared.test.y.shape == (SERIES, HORIZON)
+    assert len(prepared.train.y) == SERIES * (LENGTH - 2 * HORIZON - LOOKBACK - HORIZON + 1)
