@@ -19,11 +19,23 @@ from typing import Any
 import pandas as pd
 
 
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+# mkstemp / mkdtemp create private (0600 / 0700) entries; outputs get the usual modes.
+FILE_MODE = 0o666 & ~_umask()
+DIR_MODE = 0o777 & ~_umask()
+
+
 @contextlib.contextmanager
 def staging_file(folder: Path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a fresh hidden file path in ``folder``; it is removed unless the caller renamed it."""
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".staging.", suffix=suffix, dir=folder)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -45,6 +57,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield an empty temporary folder; on success it replaces ``target`` as a whole."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    staging.chmod(DIR_MODE)
     try:
         yield staging
         retired = target.with_name(f".{target.name}.old")
