@@ -1,0 +1,82 @@
+"""`seqpipe deploy` creates the retraining deployment of prefect.yaml, cron taken from conf/."""
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_project_code, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def prefect_api(tmp_path):
+    port = _free_port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/api"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=2)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    pytest.fail("the Prefect server did not come up")
+                time.sleep(0.5)
+        yield url, env
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_deploy_uses_the_configured_cron(project, prefect_api):
+    url, env = prefect_api
+    copy_project_code(project)
+    shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
+    conf = project / "conf" / "pipeline.yaml"
+    config = yaml.safe_load(conf.read_text())
+    config["schedule"] = {"cron": "15 4 * * 2", "timezone": "Europe/Paris"}
+    conf.write_text(yaml.safe_dump(config))
+    env = {**env, "PREFECT_API_URL": url}
+    pool = subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", "retrain-pool", "--type", "process"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert pool.returncode == 0, pool.stderr
+    deployed = run_cli("deploy", "--work-pool", "retrain-pool", "--conf", str(project / "conf"), cwd=project, env=env)
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+
+    os.environ["PREFECT_API_URL"] = url
+    try:
+        from prefect.client.orchestration import get_client
+
+        async def read():
+            async with get_client() as client:
+                return await client.read_deployment_by_name("seqpipe-retrain/retrain")
+
+        deployment = asyncio.run(read())
+    finally:
+        del os.environ["PREFECT_API_URL"]
+    [schedule] = deployment.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("15 4 * * 2", "Europe/Paris")
+    assert deployment.work_pool_name == "retrain-pool"
+    assert deployment.pull_steps[0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(Path(project))
