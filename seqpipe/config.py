@@ -115,7 +115,8 @@ class ScheduleConfig(StrictModel):
 
 
 class PipelineConfig(StrictModel):
-    root: Path = Field(description="project root; relative paths in the config resolve against it")
+    conf_dir: Path = Field(description="the folder this config was loaded from")
+    root: Path = Field(description="project root (conf_dir's parent); relative paths resolve against it")
     data: DataConfig = DataConfig()
     validation: ValidationConfig = ValidationConfig()
     prepare: PrepareConfig = PrepareConfig()
@@ -143,6 +144,9 @@ class PipelineConfig(StrictModel):
     def data_dir(self) -> Path:
         return self.path(self.data.dir)
 
+    def model_file(self, name: str) -> Path:
+        return self.conf_dir / MODELS_DIR / f"{name}.yaml"
+
     def model(self, name: str) -> ModelSpec:
         for spec in self.models:
             if spec.name == name:
@@ -151,7 +155,7 @@ class PipelineConfig(StrictModel):
 
     def fingerprint(self) -> str:
         """A short hash of everything but the root, for lineage tags."""
-        payload = self.model_dump(mode="json", exclude={"root"})
+        payload = self.model_dump(mode="json", exclude={"root", "conf_dir"})
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -184,7 +188,7 @@ def _resolve_models(conf_dir: Path, entries: Any) -> list[dict[str, Any]]:
             overrides = entry.get("params") or {}
         else:
             raise ConfigError(f"{conf_dir / PIPELINE_FILE}: models entries are names or {{name, params}}, got {entry!r}")
-        model_file = conf_dir / MODELS_DIR / f"{name}.yaml"
+        model_file = conf_dir / MODELS_DIR / f"{name}.yaml"  # PipelineConfig.model_file, before it exists
         base = _read_yaml(model_file)
         unknown = set(base) - {"arch", "params"}
         if unknown:
@@ -213,9 +217,10 @@ def load_config(conf_dir: str | Path | None = None) -> PipelineConfig:
     pipeline_file = conf_path / PIPELINE_FILE
     raw = _read_yaml(pipeline_file)
     raw["models"] = _resolve_models(conf_path, raw.get("models", []))
-    if "root" in raw:
-        raise ConfigError(f"{pipeline_file}: 'root' is derived from the config folder and cannot be set")
-    raw["root"] = conf_path.parent
+    for derived in ("root", "conf_dir"):
+        if derived in raw:
+            raise ConfigError(f"{pipeline_file}: '{derived}' is derived from the config folder and cannot be set")
+    raw["root"], raw["conf_dir"] = conf_path.parent, conf_path
     try:
         return PipelineConfig.model_validate(raw)
     except ValidationError as exc:

@@ -141,7 +141,7 @@ def start_pipeline_run(cfg: PipelineConfig, flow_run_id: str | None = None) -> s
     tags = {TAG_PREFIX + k: v for k, v in git_state(cfg.root).items()}
     tags |= {TAG_PREFIX + "config_hash": cfg.fingerprint(), TAG_PREFIX + "prefect_flow_run_id": flow_run_id or "none"}
     run_id = create_run(client, experiment_id, "pipeline", tags)
-    client.log_dict(run_id, cfg.model_dump(mode="json", exclude={"root"}), "config/pipeline.json")
+    client.log_dict(run_id, cfg.model_dump(mode="json", exclude={"root", "conf_dir"}), "config/pipeline.json")
     return run_id
 
 
@@ -168,13 +168,18 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
     """Train one configured model in its own child run; write ``data/models/<name>/``."""
     spec_cfg = cfg.model(name)
     layout = Layout.of(cfg)
-    prepared = load_prepared(layout.prepared)
-    shape = ProblemShape(prepared.spec.lookback, prepared.spec.horizon, prepared.spec.season)
+    spec = series_spec(cfg.data)
     seed_everything(cfg.training.seed, cfg.training.num_threads)
+    # Build first: a mistyped hyper-parameter should fail before any data is loaded.
     try:
-        model = build_model(spec_cfg.arch, shape, spec_cfg.params)
+        model = build_model(spec_cfg.arch, ProblemShape(spec.lookback, spec.horizon, spec.season), spec_cfg.params)
     except ValueError as exc:
-        raise ConfigError(f"{cfg.root / 'conf' / 'models' / (name + '.yaml')}: {exc}") from None
+        raise ConfigError(f"{cfg.model_file(name)}: {exc}") from None
+    prepared = load_prepared(layout.prepared)
+    made_for = (prepared.spec.lookback, prepared.spec.horizon, prepared.spec.season)
+    if made_for != (spec.lookback, spec.horizon, spec.season):
+        raise ConfigError(f"{layout.prepared} was prepared for (lookback, horizon, season) = {made_for}, "
+                          f"the config now says {(spec.lookback, spec.horizon, spec.season)}: run `seqpipe prepare` again")
 
     client, experiment_id = connect(cfg)
     run_id = create_run(client, experiment_id, name, _lineage(cfg, flow_run_id), parent_id=parent_run_id)

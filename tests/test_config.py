@@ -49,3 +49,17 @@ def test_csv_source_needs_a_path(project):
     _edit(project / "conf", lambda d: d["data"]["source"].pop("path"))
     with pytest.raises(ConfigError, match="data.source.path is required"):
         load_config(project / "conf")
+
+
+def test_bad_model_param_names_the_model_file_even_outside_conf(tmp_path):
+    import shutil
+
+    from conftest import write_config
+    from seqpipe import steps
+
+    conf = write_config(tmp_path)
+    moved = shutil.move(str(conf), str(tmp_path / "settings"))
+    (tmp_path / "settings" / "models" / "lstm.yaml").write_text("arch: lstm\nparams: {hidden: 3}\n")
+    cfg = load_config(moved)
+    with pytest.raises(ConfigError, match=r"settings/models/lstm\.yaml: lstm: unknown params \['hidden'\]"):
+        steps.train(cfg, "lstm", parent_run_id="unused")
