@@ -121,7 +121,8 @@ def datasets() -> None:
     from seqpipe.data.catalog import BUILTIN_DATASETS
 
     for d in BUILTIN_DATASETS.values():
-        print(f"{d.name:<20} horizon {d.horizon:>3}  season {d.season:>3}  lookback {d.lookback:>3}  {d.description}")
+        print(f"{d.name:<18} freq {d.freq or 'step':<5} horizon {d.horizon:>3}  season {d.season:>3}  "
+              f"lookback {d.lookback:>3}  {d.description}")
 
 
 @app.command()

@@ -36,21 +36,28 @@ class ColumnMap(StrictModel):
 
 
 class SourceConfig(StrictModel):
-    kind: Literal["builtin", "csv", "parquet"] = "builtin"
+    kind: Literal["builtin", "csv", "parquet", "sql"] = "builtin"
     name: str | None = Field(None, description="built-in dataset name, for kind=builtin")
-    path: str | None = Field(None, description="file path, for kind=csv or parquet")
+    path: str | None = Field(None, description="a file, a folder or a glob, for kind=csv or parquet")
+    layout: Literal["long", "wide"] = Field(
+        "long", description="long: one row per observation; wide: a time column and one column per series"
+    )
     columns: ColumnMap = ColumnMap()
+    value_columns: list[str] | None = Field(None, description="wide layout: the series columns; None: all but time")
     time_format: str | None = Field(
         None, description="strptime format for text timestamps; None infers, integers stay steps"
     )
+    timezone: str = Field("UTC", description="zone of timestamps written without an offset; all become UTC")
     delimiter: str = ","
+    url: str | None = Field(None, description="SQLAlchemy URL, for kind=sql")
+    query: str | None = Field(None, description="SQL query returning the configured columns, for kind=sql")
 
     @model_validator(mode="after")
     def _source_is_complete(self) -> SourceConfig:
-        if self.kind == "builtin" and not self.name:
-            raise ValueError("data.source.name is required when kind is 'builtin'")
-        if self.kind in ("csv", "parquet") and not self.path:
-            raise ValueError(f"data.source.path is required when kind is '{self.kind}'")
+        required = {"builtin": ["name"], "csv": ["path"], "parquet": ["path"], "sql": ["url", "query"]}[self.kind]
+        for key in required:
+            if not getattr(self, key):
+                raise ValueError(f"data.source.{key} is required when kind is '{self.kind}'")
         return self
 
 
@@ -66,13 +73,25 @@ class DataConfig(StrictModel):
 
 
 class ValidationConfig(StrictModel):
+    policy: Literal["fail", "quarantine"] = Field(
+        "fail", description="fail: stop before training; quarantine: set offending series aside and go on"
+    )
+    min_retained_share: float = Field(0.9, gt=0, le=1, description="quarantine: the share of series that must remain")
     min_length: int | None = Field(None, gt=0, description="None: lookback + 2 x horizon")
+    allowed_missing_ratio: float = Field(0.0, ge=0, lt=1, description="share of values that may be missing")
+    max_gap_ratio: float = Field(0.0, ge=0, lt=1, description="share of a series' steps that may skip periods")
+    value_min: float | None = None
+    value_max: float | None = None
+    min_rows: int | None = Field(None, ge=0)
+    max_rows: int | None = Field(None, gt=0)
     max_offending_listed: int = Field(10, gt=0)
 
 
 class PrepareConfig(StrictModel):
-    scaler: Literal["standard", "minmax", "meanabs"] = "standard"
+    scaler: Literal["standard", "minmax", "robust", "meanabs"] = "standard"
     window_stride: int = Field(1, gt=0)
+    fill: Literal["none", "ffill", "linear"] = Field("none", description="how missing values are filled, per series")
+    fill_limit: int | None = Field(None, gt=0, description="longest run of missing values that is filled")
 
 
 class TrainingConfig(StrictModel):

@@ -8,7 +8,8 @@ written into a staging file or folder and swapped in only when complete.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import shutil
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,9 @@ from seqpipe.data.catalog import SeriesSpec, series_spec
 from seqpipe.data.prepare import load_prepared, prepare_frame, save_prepared
 from seqpipe.data.snapshot import Manifest, read_manifest, read_snapshot, write_snapshot
 from seqpipe.data.sources import read_source, read_table
-from seqpipe.data.validation import ValidationReport, validate_frame
+from seqpipe.data.missing import fill_missing
+from seqpipe.data.frequency import infer_frequency, is_calendar
+from seqpipe.data.validation import Rules, ValidationReport, quarantine_candidates, validate_frame
 from seqpipe.errors import ConfigError, DataValidationError, PredictionError, RegistryError
 from seqpipe.evaluation.forecast import inverse_scale, predict_scaled
 from seqpipe.evaluation.leaderboard import build_leaderboard, to_markdown
@@ -41,6 +44,7 @@ from seqpipe.training import TrainSettings, fit, seed_everything
 RUN_FILE = "run.json"
 HISTORY_FILE = "history.json"
 REPORT_FILE = "report.json"
+DOCS_DIR = "data_docs"
 VALIDATED_FILE = "series.parquet"
 
 
@@ -49,6 +53,7 @@ class Layout:
     """Where each step writes, under the configured data folder."""
     raw: Path
     validated: Path
+    quarantine: Path
     reports: Path
     prepared: Path
     models: Path
@@ -57,7 +62,7 @@ class Layout:
     @classmethod
     def of(cls, cfg: PipelineConfig) -> Layout:
         root = cfg.data_dir
-        return cls(root / "raw", root / "validated", root / "reports" / "validation", root / "prepared",
+        return cls(root / "raw", root / "validated", root / "quarantine", root / "reports" / "validation", root / "prepared",
                    root / "models", root / "evaluation")
 
 
@@ -73,27 +78,71 @@ def ingest(cfg: PipelineConfig, source: SourceConfig | None = None) -> Manifest:
 
 # -- validate -----------------------------------------------------------------------------------
 
-def min_length(cfg: PipelineConfig) -> int:
-    spec = series_spec(cfg.data)
-    return cfg.validation.min_length or spec.lookback + 2 * spec.horizon
+def validation_rules(cfg: PipelineConfig) -> Rules:
+    spec, rules = series_spec(cfg.data), cfg.validation
+    return Rules(
+        min_length=rules.min_length or spec.lookback + 2 * spec.horizon,
+        allowed_missing_ratio=rules.allowed_missing_ratio,
+        max_gap_ratio=rules.max_gap_ratio,
+        value_min=rules.value_min,
+        value_max=rules.value_max,
+        min_rows=rules.min_rows,
+        max_rows=rules.max_rows,
+        freq=spec.freq,
+    )
 
 
 def validate(cfg: PipelineConfig) -> ValidationReport:
-    """Run the GX suite on the latest snapshot; only a passing batch reaches ``data/validated``."""
+    """Run the GX suites on the latest snapshot; only data that passes reaches ``data/validated``.
+
+    With ``validation.policy: quarantine``, series that broke a per-series rule are set
+    aside under ``data/quarantine/<snapshot md5>/`` and the rest goes on, provided at
+    least ``min_retained_share`` of the series remain.
+    """
     layout = Layout.of(cfg)
     frame, manifest = read_snapshot(layout.raw)
-    report = validate_frame(
-        frame, dataset=manifest.md5, source=manifest.source, min_length=min_length(cfg),
-        max_listed=cfg.validation.max_offending_listed,
-    )
-    write_json(layout.reports / f"{manifest.md5}.json", report.to_dict())
+    run_reports = layout.reports / manifest.md5
+    shutil.rmtree(run_reports, ignore_errors=True)
+    report = validate_frame(frame, dataset=manifest.md5, source=manifest.source, rules=validation_rules(cfg),
+                            docs_dir=run_reports / DOCS_DIR)
+    listed = cfg.validation.max_offending_listed
+    where = str(manifest.snapshot_path(layout.raw))
+    kept = frame
     if not report.success:
-        raise DataValidationError(report.failure_message(str(manifest.snapshot_path(layout.raw))))
+        write_json(run_reports / REPORT_FILE, report.to_dict())
+        offending = quarantine_candidates(report) if cfg.validation.policy == "quarantine" else None
+        if offending is None:
+            raise DataValidationError(report.failure_message(where, listed))
+        kept = frame[~frame["series_id"].isin(offending)]
+        share = kept["series_id"].nunique() / max(report.series, 1)
+        if share < cfg.validation.min_retained_share:
+            raise DataValidationError(
+                report.failure_message(where, listed) + f"\nquarantine would keep only {share:.1%} of the series, "
+                f"below validation.min_retained_share = {cfg.validation.min_retained_share:.0%}")
+        _quarantine(layout, manifest.md5, frame[frame["series_id"].isin(offending)], report, listed)
+        report = replace(report, quarantined=sorted(offending))
+    write_json(run_reports / REPORT_FILE, report.to_dict())
     with atomic_dir(layout.validated) as staging:
-        frame.to_parquet(staging / VALIDATED_FILE, index=False)
+        kept.to_parquet(staging / VALIDATED_FILE, index=False)
         write_json(staging / REPORT_FILE, report.to_dict())
-    print(f"validation passed: {len(report.checks)} expectations on {report.rows} rows, {report.series} series")
+    verdict = "passed" if report.success else f"passed after quarantining {len(report.quarantined)} series"
+    print(f"validation {verdict}: {len(report.checks)} expectations on {report.rows} rows, {report.series} series"
+          f" (report and Data Docs in {run_reports})")
     return report
+
+
+def _quarantine(layout: Layout, dataset: str, rows: pd.DataFrame, report: ValidationReport, listed: int) -> None:
+    """Keep the set-aside series with the reasons, so they can be inspected and fixed."""
+    reasons: dict[str, list[str]] = {}
+    for check in report.failed:
+        for series in check.offending_series:
+            reasons.setdefault(series, []).append(f"{check.expectation}({check.target})")
+    with atomic_dir(layout.quarantine / dataset) as staging:
+        rows.to_parquet(staging / VALIDATED_FILE, index=False)
+        write_json(staging / "reasons.json", reasons)
+    print(f"quarantined {len(reasons)} series to {layout.quarantine / dataset}:")
+    for check in report.failed:
+        print(f"  - {check.describe(listed)}")
 
 
 def read_validation(cfg: PipelineConfig) -> dict:
@@ -104,19 +153,24 @@ def read_validation(cfg: PipelineConfig) -> dict:
 
 def _with_frequency(spec: SeriesSpec, frame: pd.DataFrame) -> SeriesSpec:
     """Calendar data needs a frequency to date its forecasts: configured, or inferred here."""
-    if spec.freq or not pd.api.types.is_datetime64_any_dtype(frame["timestamp"]):
+    if spec.freq or not is_calendar(frame):
         return spec
-    longest = frame.groupby("series_id")["timestamp"].size().idxmax()
-    inferred = pd.infer_freq(frame.loc[frame["series_id"] == longest, "timestamp"])
+    inferred = infer_frequency(frame)
     if inferred is None:
-        raise ConfigError(f"could not infer the time frequency from series {longest!r}; set data.freq (e.g. 'MS', 'D', 'h')")
-    return SeriesSpec(spec.horizon, spec.season, spec.lookback, inferred)
+        raise ConfigError("could not infer the time frequency from the longest series; set data.freq (e.g. 'MS', 'D', 'h')")
+    return replace(spec, freq=inferred)
 
 
 def prepare(cfg: PipelineConfig) -> dict:
     """Split by time, scale per series on training data, cut windows; write ``data/prepared``."""
     layout = Layout.of(cfg)
-    frame = pd.read_parquet(layout.validated / VALIDATED_FILE)
+    frame = fill_missing(pd.read_parquet(layout.validated / VALIDATED_FILE), cfg.prepare.fill, cfg.prepare.fill_limit)
+    unfilled = frame.loc[frame["value"].isna(), "series_id"].unique()
+    if len(unfilled):
+        raise DataValidationError(
+            f"{layout.validated / VALIDATED_FILE}: {len(unfilled)} series still have missing values after "
+            f"prepare.fill = {cfg.prepare.fill!r} (limit {cfg.prepare.fill_limit}): "
+            f"{list(unfilled[:cfg.validation.max_offending_listed])}")
     report = read_validation(cfg)
     spec = _with_frequency(series_spec(cfg.data), frame)
     prepared = prepare_frame(frame, spec, cfg.prepare.scaler, cfg.prepare.window_stride)
@@ -150,7 +204,11 @@ def record_validation(cfg: PipelineConfig, run_id: str, flow_run_id: str | None 
     client, _ = connect(cfg)
     for key, value in _lineage(cfg, flow_run_id).items():
         client.set_tag(run_id, key, value)
-    client.log_artifact(run_id, str(Layout.of(cfg).validated / REPORT_FILE), "validation")
+    layout = Layout.of(cfg)
+    client.log_artifact(run_id, str(layout.validated / REPORT_FILE), "validation")
+    docs = layout.reports / read_validation(cfg)["dataset"] / DOCS_DIR
+    if docs.is_dir():
+        client.log_artifacts(run_id, str(docs), "validation/data_docs")
 
 
 def finish_pipeline_run(cfg: PipelineConfig, run_id: str, succeeded: bool) -> None:
@@ -319,7 +377,8 @@ def promote(cfg: PipelineConfig, version: str, reason: str) -> dict:
 def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path, horizon: int | None = None) -> pd.DataFrame:
     """Forecast every series in ``input_path`` with a registered model; write ``output_path``."""
 
-    history = read_table(input_path, cfg.data.source.columns, time_format=cfg.data.source.time_format)
+    source = cfg.data.source
+    history = read_table(input_path, source.columns, time_format=source.time_format, timezone=source.timezone)
     connect(cfg)
     uri = model_uri(cfg.tracking.registered_model, model)
     try:

