@@ -123,3 +123,13 @@ def test_missing_values_within_the_allowed_ratio_are_filled_by_prepare(cfg, proj
     prepared = pd.read_parquet(cfg.data_dir / "prepared" / "series.parquet")
     s01 = prepared[prepared["series_id"] == "s01"]["value"].to_numpy()
     np.testing.assert_allclose(s01[3:5], s01[2] + (s01[5] - s01[2]) * np.array([1, 2]) / 3)
+
+
+def test_without_a_frequency_no_step_is_called_a_gap(cfg, project):
+    frame = make_series()
+    frame["month"] = pd.to_datetime(frame["month"]) + pd.to_timedelta(np.random.default_rng(0).integers(0, 5, len(frame)), "D")
+    _ingest_frame(cfg, project, frame, "jitter.csv")
+    with pytest.raises(DataValidationError) as err:
+        steps.validate(cfg)
+    assert "infer_frequency(timestamp): could not run" in str(err.value)
+    assert "gap_ratio" not in str(err.value)
