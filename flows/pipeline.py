@@ -60,8 +60,11 @@ def run_pipeline(cfg: PipelineConfig, flow_run_id: str | None) -> dict[str, Any]
     succeeded = False
     try:
         manifest = timer.run("ingest", ingest_task, cfg)
-        report = timer.run("validate", validate_task, cfg)
-        steps.record_validation(cfg, parent, flow_run_id)
+        try:
+            report = timer.run("validate", validate_task, cfg)
+        finally:
+            # A rejected batch is worth seeing in MLflow too: why this run never trained.
+            steps.record_validation(cfg, parent, flow_run_id)
         timer.run("prepare", prepare_task, cfg)
         trained = [timer.run(f"train {spec.name}", train_task, cfg, spec.name, parent, flow_run_id) for spec in cfg.models]
         board = timer.run("evaluate", evaluate_task, cfg)

@@ -186,7 +186,7 @@ def _lineage(cfg: PipelineConfig, flow_run_id: str | None) -> dict[str, str]:
     manifest = read_manifest(Layout.of(cfg).raw)
     report = read_validation(cfg)
     return lineage_tags(cfg, dataset_md5=manifest.md5, source=manifest.source,
-                        validation="passed" if report["success"] else "failed", flow_run_id=flow_run_id)
+                        validation=_verdict(report), flow_run_id=flow_run_id)
 
 
 def start_pipeline_run(cfg: PipelineConfig, flow_run_id: str | None = None) -> str:
@@ -200,15 +200,27 @@ def start_pipeline_run(cfg: PipelineConfig, flow_run_id: str | None = None) -> s
 
 
 def record_validation(cfg: PipelineConfig, run_id: str, flow_run_id: str | None = None) -> None:
-    """Attach the dataset hash and validation result of the current data to a run."""
-    client, _ = connect(cfg)
-    for key, value in _lineage(cfg, flow_run_id).items():
-        client.set_tag(run_id, key, value)
+    """Attach the latest snapshot's hash, validation report and Data Docs to a run, passed or failed."""
     layout = Layout.of(cfg)
-    client.log_artifact(run_id, str(layout.validated / REPORT_FILE), "validation")
-    docs = layout.reports / read_validation(cfg)["dataset"] / DOCS_DIR
-    if docs.is_dir():
-        client.log_artifacts(run_id, str(docs), "validation/data_docs")
+    manifest = read_manifest(layout.raw)
+    reports = layout.reports / manifest.md5
+    if not (reports / REPORT_FILE).is_file():
+        return
+    report = read_json(reports / REPORT_FILE)
+    client, _ = connect(cfg)
+    tags = lineage_tags(cfg, dataset_md5=manifest.md5, source=manifest.source,
+                        validation=_verdict(report), flow_run_id=flow_run_id)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    client.log_artifact(run_id, str(reports / REPORT_FILE), "validation")
+    if (reports / DOCS_DIR).is_dir():
+        client.log_artifacts(run_id, str(reports / DOCS_DIR), "validation/data_docs")
+
+
+def _verdict(report: dict) -> str:
+    if report["success"]:
+        return "passed"
+    return f"quarantined {len(report['quarantined'])} series" if report["quarantined"] else "failed"
 
 
 def finish_pipeline_run(cfg: PipelineConfig, run_id: str, succeeded: bool) -> None:

@@ -40,6 +40,8 @@ def test_flow_run_tracks_registers_and_serves(project, cfg, prefect_server):
     assert lstm.data.tags["seqpipe.dataset_md5"] == summary["dataset_md5"]
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "evaluation")}
     assert "evaluation/forecast_vs_actual.png" in artifacts and "evaluation/leaderboard.csv" in artifacts
+    docs = {a.path for a in client.list_artifacts(parent.info.run_id, "validation/data_docs")}
+    assert "validation/data_docs/index.html" in docs
 
     name = "tiny-forecaster"
     challenger = client.get_model_version_by_alias(name, "challenger")
@@ -79,4 +81,7 @@ def test_failed_validation_fails_the_flow_run_and_the_mlflow_run(project, cfg, p
     runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     [run] = runs
     assert run.info.status == "FAILED"
+    assert run.data.tags["seqpipe.validation"] == "failed"
+    report = client.download_artifacts(run.info.run_id, "validation/report.json", str(project))
+    assert '"expect_compound_columns_to_be_unique"' in open(report).read()
     assert not (project / "data" / "prepared").exists()
