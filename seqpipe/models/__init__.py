@@ -8,11 +8,18 @@ from __future__ import annotations
 from typing import Any
 
 from seqpipe.models.base import Forecaster, ProblemShape
+from seqpipe.models.attention import TransformerForecaster
 from seqpipe.models.baselines import Naive, SeasonalNaive
+from seqpipe.models.convolutional import TCNForecaster
+from seqpipe.models.linear import DLinearForecaster
 from seqpipe.models.recurrent import GRUForecaster, LSTMForecaster, RNNForecaster
 
 ARCHITECTURES: dict[str, type[Forecaster]] = {
-    cls.arch: cls for cls in (Naive, SeasonalNaive, RNNForecaster, LSTMForecaster, GRUForecaster)
+    cls.arch: cls
+    for cls in (
+        Naive, SeasonalNaive, RNNForecaster, LSTMForecaster, GRUForecaster,
+        TCNForecaster, TransformerForecaster, DLinearForecaster,
+    )
 }
 
 
