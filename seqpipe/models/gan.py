@@ -83,6 +83,13 @@ class GANForecaster(Forecaster):
         context = context[:, None].expand(-1, noise.shape[1], -1)
         return self.generator(torch.cat([context, noise], dim=-1))
 
+    def judge(self, history: torch.Tensor, future: torch.Tensor) -> torch.Tensor:
+        """Discriminator logits for (history, future) pairs in window units."""
+        # In fp32 even under bf16 autocast: spectral norm's power iteration mixes an
+        # autocast matrix-vector product with fp32 singular vectors, and it is cheap.
+        with torch.autocast(device_type=history.device.type, enabled=False):
+            return self.discriminator(torch.cat([history, future], dim=1).float())
+
     def training_step(
         self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer], step: OptimizerStep
     ) -> torch.Tensor:
@@ -92,12 +99,12 @@ class GANForecaster(Forecaster):
         fake = self.generate(context, torch.randn(len(x), 1, self.params.noise_size, device=x.device))[:, 0]
 
         # Real and fake in one pass: spectral norm's power iteration then runs once per step.
-        scores = self.discriminator(torch.cat([torch.cat([history, real], 1), torch.cat([history, fake.detach()], 1)]))
+        scores = self.judge(torch.cat([history, history]), torch.cat([real, fake.detach()]))
         targets = torch.cat([torch.full_like(scores[: len(x)], self.params.real_label),
                              torch.zeros_like(scores[len(x):])])
         step(nn.functional.binary_cross_entropy_with_logits(scores, targets), discriminator_optimizer)
 
-        fooled = self.discriminator(torch.cat([history, fake], 1))
+        fooled = self.judge(history, fake)
         adversarial = nn.functional.binary_cross_entropy_with_logits(fooled, torch.ones_like(fooled))
         supervised = nn.functional.mse_loss(fake, real)
         step(self.params.adversarial_weight * adversarial + self.params.supervised_weight * supervised,
