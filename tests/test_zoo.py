@@ -151,3 +151,15 @@ def test_deep_ensemble_members_start_from_different_seeds_and_must_be_point_mode
         build_model("deep_ensemble", SHAPE, {"member_arch": "cvae"})
     with pytest.raises(ValueError, match="nothing to train"):
         build_model("deep_ensemble", SHAPE, {"member_arch": "naive"})
+
+
+def test_models_command_lists_every_architecture_with_its_defaults():
+    from typer.testing import CliRunner
+
+    from seqpipe.cli import app
+
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    listed = {line.split()[0]: line for line in result.output.splitlines()}
+    assert set(listed) == set(ARCHITECTURES)
+    assert '"moving_average": 25' in listed["dlinear"]
