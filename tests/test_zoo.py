@@ -163,3 +163,10 @@ def test_models_command_lists_every_architecture_with_its_defaults():
     listed = {line.split()[0]: line for line in result.output.splitlines()}
     assert set(listed) == set(ARCHITECTURES)
     assert '"moving_average": 25' in listed["dlinear"]
+
+
+def test_list_and_dict_params_are_type_checked():
+    with pytest.raises(ValueError, match="param 'hidden_sizes' must be list"):
+        build_model("dbn", SHAPE, {"hidden_sizes": 64})
+    with pytest.raises(ValueError, match="param 'member_params' must be dict"):
+        build_model("deep_ensemble", SHAPE, {"member_params": "hidden_size=8"})

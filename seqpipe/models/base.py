@@ -77,7 +77,8 @@ class Forecaster(nn.Module):
             raise ValueError(f"{cls.arch}: unknown params {unknown}; known: {sorted(fields)}")
         for name, value in values.items():
             expected = fields[name].type
-            kinds = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(str(expected))
+            kinds = {"int": int, "float": (int, float), "bool": bool, "str": str,
+                     "list[int]": list, "dict[str, Any]": dict}.get(str(expected))
             if kinds and (not isinstance(value, kinds) or (kinds is int and isinstance(value, bool))):
                 raise ValueError(f"{cls.arch}: param '{name}' must be {expected}, got {value!r}")
         return cls.Params(**values)

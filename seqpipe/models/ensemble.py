@@ -70,8 +70,9 @@ class DeepEnsembleForecaster(Forecaster):
             raise ValueError("deep_ensemble: needs members >= 1 and initial_variance > 0")
         members = []
         for seed in torch.randint(0, MAX_SEED, (params.members,)).tolist():
+            # Members are built on the CPU: seed only its generator and leave CUDA's alone.
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+                torch.default_generator.manual_seed(seed)
                 point = build_model(params.member_arch, shape, params.member_params)
                 if not point.trainable:
                     raise ValueError(f"deep_ensemble: member_arch '{params.member_arch}' has nothing to train")
