@@ -170,3 +170,16 @@ def test_list_and_dict_params_are_type_checked():
         build_model("dbn", SHAPE, {"hidden_sizes": 64})
     with pytest.raises(ValueError, match="param 'member_params' must be dict"):
         build_model("deep_ensemble", SHAPE, {"member_params": "hidden_size=8"})
+
+
+@pytest.mark.parametrize("arch", sorted(ZOO))
+def test_default_conf_builds_for_the_shortest_builtin_lookback(arch):
+    """Yearly built-in datasets have a lookback of 4: every default conf must still work."""
+    from seqpipe.models import ProblemShape
+
+    shape = ProblemShape(lookback=4, horizon=6, season=1)
+    spec = yaml.safe_load((CONF_MODELS / f"{arch}.yaml").read_text())
+    torch.manual_seed(0)
+    model = build_model(arch, shape, spec.get("params") or {}).eval()
+    with torch.no_grad():
+        assert model(torch.randn(3, 4, 1)).shape == (3, 6)

@@ -34,11 +34,15 @@ class TransformerForecaster(Forecaster):
 
     def __init__(self, shape, params: TransformerParams) -> None:
         super().__init__(shape, params)
-        if not 0 < params.patch_len <= shape.lookback or params.stride < 1:
-            raise ValueError(f"transformer: need 0 < patch_len <= lookback ({shape.lookback}) and stride >= 1")
+        if params.patch_len < 1 or params.stride < 1:
+            raise ValueError("transformer: patch_len and stride must be >= 1")
+        # One conf serves datasets with short lookbacks too (yearly data: 4 steps), so a
+        # patch never outgrows the history and never skips steps.
+        self.patch_len = min(params.patch_len, shape.lookback)
+        self.stride = min(params.stride, self.patch_len)
         # PatchTST pads the end by one stride so the last steps start a patch of their own.
-        self.num_patches = (shape.lookback + params.stride - params.patch_len) // params.stride + 1
-        self.embed = nn.Linear(params.patch_len * shape.channels, params.d_model)
+        self.num_patches = (shape.lookback + self.stride - self.patch_len) // self.stride + 1
+        self.embed = nn.Linear(self.patch_len * shape.channels, params.d_model)
         self.position = nn.Parameter(torch.zeros(1, self.num_patches, params.d_model))
         nn.init.normal_(self.position, std=0.02)
         layer = nn.TransformerEncoderLayer(
@@ -51,9 +55,8 @@ class TransformerForecaster(Forecaster):
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, lookback, channels)`` to ``(batch, patches, patch_len * channels)``."""
-        p = self.params
-        padded = torch.cat([x, x[:, -1:].expand(-1, p.stride, -1)], dim=1)
-        windows = padded.unfold(1, p.patch_len, p.stride)[:, : self.num_patches]
+        padded = torch.cat([x, x[:, -1:].expand(-1, self.stride, -1)], dim=1)
+        windows = padded.unfold(1, self.patch_len, self.stride)
         return windows.flatten(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
