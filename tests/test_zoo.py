@@ -73,8 +73,10 @@ def test_learns_the_seasonal_pattern_and_beats_naive(arch):
     x, y = (torch.from_numpy(a) for a in _seasonal_windows(256, 2))
     with torch.no_grad():
         mse = torch.nn.functional.mse_loss(model(x), y).item()
-    print(f"{arch}: validation MSE {mse:.4f}, naive {_naive_mse(x, y):.4f}")
-    assert mse < 0.25 * _naive_mse(x, y)
+    seasonal = torch.nn.functional.mse_loss(build_model("seasonal_naive", SHAPE, {})(x), y).item()
+    print(f"{arch}: validation MSE {mse:.4f}, naive {_naive_mse(x, y):.4f}, seasonal naive {seasonal:.4f}")
+    # The naive forecast misses the whole season; a model that learned it is far below.
+    assert mse < 0.05 * _naive_mse(x, y)
 
 
 @pytest.mark.parametrize("arch", sorted(ZOO))
