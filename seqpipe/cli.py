@@ -126,6 +126,18 @@ def datasets() -> None:
 
 
 @app.command()
+def models() -> None:
+    """List the model architectures with their default params (conf/models/<name>.yaml overrides them)."""
+    import dataclasses
+    import json
+
+    from seqpipe.models import ARCHITECTURES
+
+    for name, cls in ARCHITECTURES.items():
+        print(f"{name:<16} {json.dumps(dataclasses.asdict(cls.Params()))}")
+
+
+@app.command()
 def serve(conf: ConfOption = DEFAULT_CONF) -> None:
     """Serve the retraining flow on its cron schedule (conf: schedule) against a Prefect server."""
     from flows.pipeline import serve as serve_flow

@@ -8,11 +8,23 @@ from __future__ import annotations
 from typing import Any
 
 from seqpipe.models.base import Forecaster, ProblemShape
+from seqpipe.models.attention import TransformerForecaster
 from seqpipe.models.baselines import Naive, SeasonalNaive
+from seqpipe.models.convolutional import TCNForecaster
+from seqpipe.models.dbn import DBNForecaster
+from seqpipe.models.ensemble import DeepEnsembleForecaster
+from seqpipe.models.gan import GANForecaster
+from seqpipe.models.linear import DLinearForecaster
 from seqpipe.models.recurrent import GRUForecaster, LSTMForecaster, RNNForecaster
+from seqpipe.models.vae import CVAEForecaster
 
 ARCHITECTURES: dict[str, type[Forecaster]] = {
-    cls.arch: cls for cls in (Naive, SeasonalNaive, RNNForecaster, LSTMForecaster, GRUForecaster)
+    cls.arch: cls
+    for cls in (
+        Naive, SeasonalNaive, RNNForecaster, LSTMForecaster, GRUForecaster,
+        TCNForecaster, TransformerForecaster, DLinearForecaster,
+        CVAEForecaster, GANForecaster, DBNForecaster, DeepEnsembleForecaster,
+    )
 }
 
 

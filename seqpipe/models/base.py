@@ -1,17 +1,28 @@
 """The one forecaster interface every architecture implements.
 
 A forecaster maps history windows ``(batch, lookback, channels)`` in scaled units to
-forecasts ``(batch, horizon)``. Models that train differently override ``loss``.
+forecasts ``(batch, horizon)``. Models that train differently override ``loss`` (a
+different objective), ``training_step`` (several optimizers, e.g. a GAN),
+``configure_optimizers`` or ``pretrain`` (unsupervised pre-training, e.g. a DBN); the one
+loop in ``seqpipe.training`` drives all of them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+# What the loop hands to ``training_step``: zero the optimizer's gradients, backpropagate
+# the loss, clip and step, so device, precision and clipping stay the loop's business.
+OptimizerStep = Callable[[torch.Tensor, torch.optim.Optimizer], None]
+# What the loop hands to ``pretrain``: one epoch of shuffled batch indices, from the
+# loop's seeded generator so pre-training is as reproducible as training.
+EpochBatches = Callable[[], list[torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,20 @@ class Forecaster(nn.Module):
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return nn.functional.mse_loss(self(x), y)
 
+    def configure_optimizers(self, learning_rate: float, weight_decay: float) -> list[torch.optim.Optimizer]:
+        return [torch.optim.AdamW(self.parameters(), lr=learning_rate, weight_decay=weight_decay)]
+
+    def training_step(
+        self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer], step: OptimizerStep
+    ) -> torch.Tensor:
+        """One batch of training; returns the loss to log for it."""
+        loss = self.loss(x, y)
+        step(loss, optimizers[0])
+        return loss
+
+    def pretrain(self, x: torch.Tensor, y: torch.Tensor, batches: EpochBatches) -> None:
+        """Called once, before the first epoch, with the whole training set on the device."""
+
     @classmethod
     def parse_params(cls, values: dict[str, Any]) -> Any:
         """Build the typed params, naming unknown or mistyped keys instead of ignoring them."""
@@ -52,7 +77,8 @@ class Forecaster(nn.Module):
             raise ValueError(f"{cls.arch}: unknown params {unknown}; known: {sorted(fields)}")
         for name, value in values.items():
             expected = fields[name].type
-            kinds = {"int": int, "float": (int, float), "bool": bool, "str": str}.get(str(expected))
+            kinds = {"int": int, "float": (int, float), "bool": bool, "str": str,
+                     "list[int]": list, "dict[str, Any]": dict}.get(str(expected))
             if kinds and (not isinstance(value, kinds) or (kinds is int and isinstance(value, bool))):
                 raise ValueError(f"{cls.arch}: param '{name}' must be {expected}, got {value!r}")
         return cls.Params(**values)

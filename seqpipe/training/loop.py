@@ -2,7 +2,8 @@
 
 It owns the device, mixed precision, batching, early stopping on validation loss,
 the learning-rate schedule and gradient clipping. A model that trains differently
-overrides ``Forecaster.loss``; it still runs here.
+overrides ``Forecaster.loss``, ``training_step``, ``configure_optimizers`` or
+``pretrain``; it still runs here.
 """
 
 from __future__ import annotations
@@ -122,14 +123,26 @@ def fit(
         _say(settings, f"[{name}] nothing to train; validation loss {loss:.4f}")
         return FitResult(str(device), 0, loss, 0, False, time.perf_counter() - started)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=LR_DECAY_FACTOR, patience=LR_DECAY_PATIENCE
-    )
     generator = torch.Generator().manual_seed(settings.seed)
+    model.pretrain(train_x, train_y, lambda: [i.to(device) for i in _batches(len(train_x), settings.batch_size, generator)])
+    optimizers = model.configure_optimizers(settings.learning_rate, settings.weight_decay)
+    schedulers = [
+        torch.optim.lr_scheduler.ReduceLROnPlateau(o, factor=LR_DECAY_FACTOR, patience=LR_DECAY_PATIENCE)
+        for o in optimizers
+    ]
     best_loss, best_epoch, best_state = float("inf"), 0, copy.deepcopy(model.state_dict())
     history: list[EpochLog] = []
     stopped_early = False
+
+    def step(loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        # Backward under autocast is discouraged; it reuses the forward's dtypes anyway.
+        with torch.autocast(device_type=device.type, enabled=False):
+            loss.backward()
+        if settings.grad_clip:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+        optimizer.step()
 
     for epoch in range(1, settings.max_epochs + 1):
         epoch_start = time.perf_counter()
@@ -137,17 +150,13 @@ def fit(
         running = 0.0
         for index in _batches(len(train_x), settings.batch_size, generator):
             index = index.to(device)
-            optimizer.zero_grad(set_to_none=True)
             with _autocast(device):
-                loss = model.loss(train_x[index], train_y[index])
-            loss.backward()
-            if settings.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
-            optimizer.step()
+                loss = model.training_step(train_x[index], train_y[index], optimizers, step)
             running += float(loss.detach()) * len(index)
         val_loss = evaluate_loss(model, val_x, val_y, settings.batch_size)
-        scheduler.step(val_loss)
-        log = EpochLog(epoch, running / len(train_x), val_loss, optimizer.param_groups[0]["lr"], time.perf_counter() - epoch_start)
+        for scheduler in schedulers:
+            scheduler.step(val_loss)
+        log = EpochLog(epoch, running / len(train_x), val_loss, optimizers[0].param_groups[0]["lr"], time.perf_counter() - epoch_start)
         history.append(log)
         if on_epoch:
             on_epoch(log)

@@ -1,0 +1,81 @@
+"""Deep belief network forecaster (Hinton, Osindero and Teh 2006; Hinton 2012's guide).
+
+A stack of restricted Boltzmann machines is pre-trained greedily, one layer at a time,
+with contrastive divergence (CD-k): the first has Gaussian visible units on the
+normalised history window (unit variance, which per-window normalisation makes true on
+average), the ones above are Bernoulli-Bernoulli on the hidden probabilities of the
+layer below. The pre-trained weights then initialise a sigmoid feed-forward network
+with a linear forecasting head, fine-tuned on the forecasting loss in the shared loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from seqpipe.models.base import EpochBatches, Forecaster
+from seqpipe.models.revin import to_target_units, window_stats
+
+
+@dataclass(frozen=True)
+class DBNParams:
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 32])
+    pretrain_epochs: int = 5
+    cd_steps: int = 1
+    pretrain_learning_rate: float = 0.01
+
+
+class DBNForecaster(Forecaster):
+    arch = "dbn"
+    Params = DBNParams
+
+    def __init__(self, shape, params: DBNParams) -> None:
+        super().__init__(shape, params)
+        if not params.hidden_sizes or params.cd_steps < 1:
+            raise ValueError("dbn: needs at least one hidden layer and cd_steps >= 1")
+        sizes = [shape.lookback * shape.channels, *params.hidden_sizes]
+        # Each RBM's weights and hidden biases are a Linear layer the fine-tuned network reuses.
+        self.layers = nn.ModuleList(nn.Linear(sizes[i], sizes[i + 1]) for i in range(len(sizes) - 1))
+        # Visible biases matter only to pre-training; fine-tuning leaves them untouched.
+        self.visible_biases = nn.ParameterList(nn.Parameter(torch.zeros(size)) for size in sizes[:-1])
+        self.head = nn.Linear(sizes[-1], shape.horizon)
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        level, spread = window_stats(x)
+        hidden = ((x - level) / spread).flatten(1)
+        for layer in self.layers:
+            hidden = torch.sigmoid(layer(hidden))
+        return hidden, level, spread
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden, level, spread = self.features(x)
+        return to_target_units(self.head(hidden), level, spread)
+
+    @torch.no_grad()
+    def pretrain(self, x: torch.Tensor, y: torch.Tensor, batches: EpochBatches) -> None:
+        level, spread = window_stats(x)
+        data = ((x - level) / spread).flatten(1)
+        for index, layer in enumerate(self.layers):
+            for _ in range(self.params.pretrain_epochs):
+                for batch in batches():
+                    self.contrastive_divergence(index, data[batch])
+            data = torch.sigmoid(layer(data))
+
+    def contrastive_divergence(self, index: int, visible: torch.Tensor) -> torch.Tensor:
+        """One CD-k update of RBM ``index`` on a batch; returns its reconstruction error."""
+        layer, visible_bias = self.layers[index], self.visible_biases[index]
+        gaussian = index == 0
+        positive = torch.sigmoid(layer(visible))
+        reconstruction, negative = visible, positive
+        for _ in range(self.params.cd_steps):
+            down = nn.functional.linear(torch.bernoulli(negative), layer.weight.t(), visible_bias)
+            # Mean-field reconstructions (Hinton's guide): sampling them only adds noise.
+            reconstruction = down if gaussian else torch.sigmoid(down)
+            negative = torch.sigmoid(layer(reconstruction))
+        rate = self.params.pretrain_learning_rate / len(visible)
+        layer.weight += rate * (positive.t() @ visible - negative.t() @ reconstruction)
+        layer.bias += rate * (positive - negative).sum(0)
+        visible_bias += rate * (visible - reconstruction).sum(0)
+        return ((visible - reconstruction) ** 2).mean()

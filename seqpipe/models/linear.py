@@ -1,0 +1,52 @@
+"""DLinear (Zeng et al. 2023): series decomposition plus one linear map per component.
+
+A moving average splits the history into trend and remainder; each component gets a
+linear map from lookback to horizon and the forecast is their sum. Channels are
+handled independently with shared weights, as in the paper; the target is channel 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from seqpipe.models.base import Forecaster
+from seqpipe.models.revin import to_target_units, window_stats
+
+
+@dataclass(frozen=True)
+class DLinearParams:
+    # Odd, so the average is centred; the paper uses 25 on hourly and daily data.
+    moving_average: int = 25
+    # DLinear itself does not normalise windows; RevIN helps where series drift.
+    revin: bool = True
+
+
+class DLinearForecaster(Forecaster):
+    arch = "dlinear"
+    Params = DLinearParams
+
+    def __init__(self, shape, params: DLinearParams) -> None:
+        super().__init__(shape, params)
+        if params.moving_average < 1 or params.moving_average % 2 == 0:
+            raise ValueError(f"dlinear: moving_average must be a positive odd number, got {params.moving_average}")
+        self.trend = nn.Linear(shape.lookback, shape.horizon)
+        self.remainder = nn.Linear(shape.lookback, shape.horizon)
+
+    def decompose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Trend and remainder of ``(batch, channels, lookback)``."""
+        half = (self.params.moving_average - 1) // 2
+        # Repeating the edge values keeps the trend defined at both ends of the window.
+        padded = torch.cat([x[..., :1].expand(-1, -1, half), x, x[..., -1:].expand(-1, -1, half)], dim=-1)
+        trend = nn.functional.avg_pool1d(padded, self.params.moving_average, stride=1)
+        return trend, x - trend
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.params.revin:
+            level, spread = window_stats(x)
+            x = (x - level) / spread
+        trend, remainder = self.decompose(x[:, :, :1].transpose(1, 2))
+        forecast = (self.trend(trend) + self.remainder(remainder))[:, 0]
+        return to_target_units(forecast, level, spread) if self.params.revin else forecast
