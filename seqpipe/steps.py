@@ -258,7 +258,7 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
             "arch": spec_cfg.arch, **{f"model.{k}": v for k, v in asdict(model.params).items()},
             **{f"training.{k}": v for k, v in cfg.training.model_dump().items()},
             **{f"data.{k}": v for k, v in asdict(prepared.spec).items()},
-            "train_windows": len(prepared.train.y), "parameters": sum(p.numel() for p in model.parameters()),
+            "train_windows": len(prepared.train), "parameters": sum(p.numel() for p in model.parameters()),
         })
         with active_run(run_id, system_metrics=cfg.tracking.system_metrics and model.trainable):
             result = fit(

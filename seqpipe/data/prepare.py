@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from numpy.lib.stride_tricks import sliding_window_view
 
 from seqpipe.data.catalog import SeriesSpec
 from seqpipe.data.scaling import Scalers, fit_scalers
 from seqpipe.io import read_json
 
 WINDOWS_FILE = "windows.npz"
+VALUES_FILE = "scaled.npy"
 SCALERS_FILE = "scalers.parquet"
 SERIES_FILE = "series.parquet"
 META_FILE = "meta.json"
@@ -28,11 +29,31 @@ SPLITS = ("train", "val", "test")
 
 @dataclass(frozen=True)
 class Windows:
-    """Scaled model inputs ``x`` (n, lookback, 1) and targets ``y`` (n, horizon); ``series`` indexes scalers."""
+    """Windows over the scaled series, stored as start rows: ``x`` (n, lookback, 1), ``y`` (n, horizon).
 
-    x: np.ndarray
-    y: np.ndarray
-    series: np.ndarray
+    Storing starts instead of copies keeps prepared data the size of the series itself;
+    ``x`` and ``y`` are gathered (vectorised) the first time they are used.
+    """
+
+    values: np.ndarray  # every series' scaled values, concatenated (float32)
+    starts: np.ndarray  # the row where each window begins
+    series: np.ndarray  # each window's index into the scaler table
+    lookback: int
+    horizon: int
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def _gather(self, offset: int, width: int) -> np.ndarray:
+        return np.asarray(self.values[self.starts[:, None] + (offset + np.arange(width))], dtype=np.float32)
+
+    @cached_property
+    def x(self) -> np.ndarray:
+        return self._gather(0, self.lookback)[:, :, None]
+
+    @cached_property
+    def y(self) -> np.ndarray:
+        return self._gather(self.lookback, self.horizon)
 
 
 @dataclass(frozen=True)
@@ -56,9 +77,7 @@ def _layout(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 
 def _windows(scaled: np.ndarray, starts: np.ndarray, codes: np.ndarray, lookback: int, horizon: int) -> Windows:
-    view = sliding_window_view(scaled, lookback + horizon)
-    block = view[starts].astype(np.float32)
-    return Windows(x=block[:, :lookback, None].copy(), y=block[:, lookback:].copy(), series=codes[starts].astype(np.int64))
+    return Windows(scaled, starts.astype(np.int64), codes[starts].astype(np.int64), lookback, horizon)
 
 
 def prepare_frame(frame: pd.DataFrame, spec: SeriesSpec, scaler: str, stride: int = 1) -> PreparedData:
@@ -71,7 +90,7 @@ def prepare_frame(frame: pd.DataFrame, spec: SeriesSpec, scaler: str, stride: in
 
     values = frame["value"].to_numpy(np.float64)
     scalers = fit_scalers(values, codes, ids, split == "train", scaler)
-    scaled = (values - scalers.loc[codes]) / scalers.scale[codes]
+    scaled = ((values - scalers.loc[codes]) / scalers.scale[codes]).astype(np.float32)
 
     is_train_start = (position <= train_end - lookback - horizon) & (position % stride == 0)
     train = _windows(scaled, np.flatnonzero(is_train_start), codes, lookback, horizon)
@@ -84,10 +103,11 @@ def prepare_frame(frame: pd.DataFrame, spec: SeriesSpec, scaler: str, stride: in
 
 def save_prepared(prepared: PreparedData, folder: Path, dataset: str) -> dict:
     """Write the prepared data into ``folder`` (a fresh staging folder); return its metadata."""
+    np.save(folder / VALUES_FILE, prepared.train.values)
     arrays = {}
     for name in SPLITS:
         windows: Windows = getattr(prepared, name)
-        arrays |= {f"{name}_x": windows.x, f"{name}_y": windows.y, f"{name}_series": windows.series}
+        arrays |= {f"{name}_starts": windows.starts, f"{name}_series": windows.series}
     np.savez(folder / WINDOWS_FILE, **arrays)
     prepared.scalers.to_frame().to_parquet(folder / SCALERS_FILE, index=False)
     prepared.frame.to_parquet(folder / SERIES_FILE, index=False)
@@ -96,7 +116,7 @@ def save_prepared(prepared: PreparedData, folder: Path, dataset: str) -> dict:
         "dataset": dataset,
         "scaler": prepared.scalers.method,
         "series": len(prepared.scalers.series_ids),
-        "windows": {name: len(getattr(prepared, name).y) for name in SPLITS},
+        "windows": {name: len(getattr(prepared, name)) for name in SPLITS},
     }
     (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
@@ -104,9 +124,10 @@ def save_prepared(prepared: PreparedData, folder: Path, dataset: str) -> dict:
 
 def load_prepared(folder: Path) -> PreparedData:
     spec = SeriesSpec(**read_json(folder / META_FILE)["spec"])
+    values = np.load(folder / VALUES_FILE)
     with np.load(folder / WINDOWS_FILE) as arrays:
         splits = {
-            name: Windows(x=arrays[f"{name}_x"], y=arrays[f"{name}_y"], series=arrays[f"{name}_series"])
+            name: Windows(values, arrays[f"{name}_starts"], arrays[f"{name}_series"], spec.lookback, spec.horizon)
             for name in SPLITS
         }
     return PreparedData(
