@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import pandas as pd
 
 from conftest import HORIZON, LENGTH, LOOKBACK, SERIES
@@ -46,3 +47,23 @@ def test_prepare_step_infers_calendar_frequency_and_writes_files(cfg):
     prepared = load_prepared(cfg.data_dir / "prepared")
     assert prepared.val.x.shape == (SERIES, LOOKBACK, 1) and prepared.test.y.shape == (SERIES, HORIZON)
     assert len(prepared.train.y) == SERIES * (LENGTH - 2 * HORIZON - LOOKBACK - HORIZON + 1)
+
+
+@pytest.mark.parametrize("method", ["standard", "minmax", "robust", "meanabs"])
+def test_every_scaler_round_trips_and_sees_only_training_rows(method):
+    from seqpipe.data.scaling import fit_scalers
+
+    rng = np.random.default_rng(4)
+    values = np.concatenate([rng.normal(50, 10, 30), rng.normal(-3, 0.1, 20), np.full(10, 7.0)])
+    codes = np.repeat([0, 1, 2], [30, 20, 10])
+    train = np.ones(60, dtype=bool)
+    train[25:30] = False
+    scalers = fit_scalers(values, codes, np.array(["a", "b", "c"], dtype=object), train, method)
+    scaled = scalers.transform(values, codes)
+    np.testing.assert_allclose(scalers.inverse(scaled, codes), values, rtol=1e-12, atol=1e-12)
+    assert np.isfinite(scaled).all()  # the flat series "c" must not divide by zero
+    changed = values.copy()
+    changed[25:30] = 1e9
+    again = fit_scalers(changed, codes, np.array(["a", "b", "c"], dtype=object), train, method)
+    np.testing.assert_array_equal(again.loc, scalers.loc)
+    np.testing.assert_array_equal(again.scale, scalers.scale)

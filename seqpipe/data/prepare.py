@@ -90,7 +90,7 @@ def prepare_frame(frame: pd.DataFrame, spec: SeriesSpec, scaler: str, stride: in
 
     values = frame["value"].to_numpy(np.float64)
     scalers = fit_scalers(values, codes, ids, split == "train", scaler)
-    scaled = ((values - scalers.loc[codes]) / scalers.scale[codes]).astype(np.float32)
+    scaled = scalers.transform(values, codes).astype(np.float32)
 
     is_train_start = (position <= train_end - lookback - horizon) & (position % stride == 0)
     train = _windows(scaled, np.flatnonzero(is_train_start), codes, lookback, horizon)

@@ -39,6 +39,20 @@ class Scalers:
             scale=ordered["scale"].to_numpy(np.float64),
         )
 
+    def _stats(self, positions: np.ndarray, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+        # One statistic per row; extra trailing axes (a window, a horizon) broadcast.
+        shape = (-1,) + (1,) * (ndim - 1)
+        return self.loc[positions].reshape(shape), self.scale[positions].reshape(shape)
+
+    def transform(self, values: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Scale rows of ``values`` with the scalers at ``positions`` (one per row)."""
+        loc, scale = self._stats(positions, np.ndim(values))
+        return (values - loc) / scale
+
+    def inverse(self, scaled: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        loc, scale = self._stats(positions, np.ndim(scaled))
+        return scaled * scale + loc
+
     def index_of(self, series_ids: np.ndarray) -> np.ndarray:
         """Positions of ``series_ids`` in this table; -1 for series it has never seen."""
         positions = np.searchsorted(self.series_ids, series_ids)

@@ -25,7 +25,7 @@ def predict_scaled(model: Forecaster, x: np.ndarray) -> np.ndarray:
 
 
 def inverse_scale(scaled: np.ndarray, series: np.ndarray, scalers: Scalers) -> np.ndarray:
-    return scaled * scalers.scale[series, None] + scalers.loc[series, None]
+    return scalers.inverse(scaled, series)
 
 
 def future_timestamps(last: pd.Series, steps: int, freq: str | None) -> np.ndarray:
@@ -64,7 +64,7 @@ def forecast_history(model: Forecaster, scalers: Scalers, history: pd.DataFrame,
     if len(broken):
         raise PredictionError(f"{len(broken)} series have missing or non-finite values in their last {lookback} points: {list(broken[:max_listed])}")
 
-    scaled = (values - scalers.loc[position, None]) / scalers.scale[position, None]
+    scaled = scalers.transform(values, position)
     forecast = inverse_scale(predict_scaled(model, scaled[:, :, None]), position, scalers)[:, :horizon]
     last = frame["timestamp"].iloc[starts + lengths - 1].reset_index(drop=True)
     return pd.DataFrame({
