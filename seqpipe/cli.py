@@ -66,11 +66,17 @@ def prepare(conf: ConfOption = DEFAULT_CONF) -> None:
 
 
 @app.command()
-def train(conf: ConfOption = DEFAULT_CONF) -> None:
-    """Train every configured model, each in a child MLflow run of one parent run."""
+def train(
+    model: Annotated[Optional[list[str]], typer.Option("--model", help="train only this model (repeatable)")] = None,
+    conf: ConfOption = DEFAULT_CONF,
+) -> None:
+    """Train the configured models, each in a child MLflow run of the pipeline's parent run."""
     from seqpipe import steps
 
-    steps.train_all(_config(conf))
+    cfg = _config(conf)
+    for name in model or []:
+        cfg.model(name)  # an unknown name fails before anything trains
+    steps.train_all(cfg, names=model or None)
 
 
 @app.command()

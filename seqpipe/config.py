@@ -190,23 +190,23 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _resolve_models(conf_dir: Path, entries: Any) -> list[dict[str, Any]]:
-    """Expand each entry of ``models:`` (a name, or a name with overrides) from conf/models/."""
-    if not isinstance(entries, list):
-        raise ConfigError(f"{conf_dir / PIPELINE_FILE}: 'models' must be a list of model names")
+def _resolve_models(conf_dir: Path, names: Any, overrides: Any) -> list[dict[str, Any]]:
+    """Expand each name of ``models:`` from conf/models/<name>.yaml, then apply ``model_overrides``.
+
+    ``models`` stays a plain list of names so that DVC can run one stage per model
+    (``foreach``) and ``dvc exp run -S`` can address any override by its key path.
+    """
+    pipeline_file = conf_dir / PIPELINE_FILE
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{pipeline_file}: 'models' must be a list of model names, got {names!r}")
+    overrides = overrides or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{pipeline_file}: 'model_overrides' must map model names to params")
+    stray = sorted(set(overrides) - set(names))
+    if stray:
+        raise ConfigError(f"{pipeline_file}: model_overrides names models that 'models' does not list: {stray}")
     resolved = []
-    for entry in entries:
-        overrides: dict[str, Any] = {}
-        if isinstance(entry, str):
-            name = entry
-        elif isinstance(entry, dict) and isinstance(entry.get("name"), str):
-            name = entry["name"]
-            unknown = set(entry) - {"name", "params"}
-            if unknown:
-                raise ConfigError(f"{conf_dir / PIPELINE_FILE}: models entry '{name}' has unknown keys {sorted(unknown)}")
-            overrides = entry.get("params") or {}
-        else:
-            raise ConfigError(f"{conf_dir / PIPELINE_FILE}: models entries are names or {{name, params}}, got {entry!r}")
+    for name in names:
         model_file = conf_dir / MODELS_DIR / f"{name}.yaml"  # PipelineConfig.model_file, before it exists
         base = _read_yaml(model_file)
         unknown = set(base) - {"arch", "params"}
@@ -214,7 +214,8 @@ def _resolve_models(conf_dir: Path, entries: Any) -> list[dict[str, Any]]:
             raise ConfigError(f"{model_file}: unknown keys {sorted(unknown)}; expected 'arch' and 'params'")
         if "arch" not in base:
             raise ConfigError(f"{model_file}: missing 'arch'")
-        resolved.append({"name": name, "arch": base["arch"], "params": {**(base.get("params") or {}), **overrides}})
+        params = {**(base.get("params") or {}), **(overrides.get(name) or {})}
+        resolved.append({"name": name, "arch": base["arch"], "params": params})
     return resolved
 
 
@@ -235,7 +236,7 @@ def load_config(conf_dir: str | Path | None = None) -> PipelineConfig:
     conf_path = Path(conf_dir).resolve() if conf_dir else default_conf_dir()
     pipeline_file = conf_path / PIPELINE_FILE
     raw = _read_yaml(pipeline_file)
-    raw["models"] = _resolve_models(conf_path, raw.get("models", []))
+    raw["models"] = _resolve_models(conf_path, raw.get("models", []), raw.pop("model_overrides", None))
     for derived in ("root", "conf_dir"):
         if derived in raw:
             raise ConfigError(f"{pipeline_file}: '{derived}' is derived from the config folder and cannot be set")

@@ -7,6 +7,7 @@ written into a staging file or folder and swapped in only when complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass, replace
@@ -20,7 +21,7 @@ from mlflow.exceptions import MlflowException
 
 from seqpipe.config import PipelineConfig, SourceConfig
 from seqpipe.data.catalog import SeriesSpec, series_spec
-from seqpipe.data.prepare import load_prepared, prepare_frame, save_prepared
+from seqpipe.data.prepare import META_FILE, load_prepared, prepare_frame, save_prepared
 from seqpipe.data.snapshot import Manifest, read_manifest, read_snapshot, write_snapshot
 from seqpipe.data.sources import read_source, read_table
 from seqpipe.data.missing import fill_missing
@@ -44,6 +45,7 @@ from seqpipe.training import TrainSettings, fit, seed_everything
 RUN_FILE = "run.json"
 HISTORY_FILE = "history.json"
 REPORT_FILE = "report.json"
+PIPELINE_KEY_TAG = TAG_PREFIX + "pipeline_key"
 DOCS_DIR = "data_docs"
 VALIDATED_FILE = "series.parquet"
 
@@ -282,21 +284,44 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
     return summary
 
 
-def train_all(cfg: PipelineConfig, parent_run_id: str | None = None) -> list[dict]:
-    """Train every configured model; without a parent run (a DVC stage), open and close one."""
-    own_run = parent_run_id is None
-    if own_run:
-        parent_run_id = start_pipeline_run(cfg)
-        record_validation(cfg, parent_run_id)
+def train_all(cfg: PipelineConfig, parent_run_id: str | None = None, names: list[str] | None = None) -> list[dict]:
+    """Train the configured models (or ``names``); without a parent run, attach to this data's.
+
+    Run as separate processes (DVC runs one stage per model), the models of one pipeline
+    still meet under one parent run: it is found by the data, config and code it trains on.
+    """
+    parent_run_id = parent_run_id or pipeline_run_for(cfg)
+    selected = names or [spec.name for spec in cfg.models]
     try:
-        summaries = [train(cfg, spec.name, parent_run_id) for spec in cfg.models]
+        summaries = [train(cfg, name, parent_run_id) for name in selected]
     except BaseException:
-        if own_run:
-            finish_pipeline_run(cfg, parent_run_id, succeeded=False)
+        finish_pipeline_run(cfg, parent_run_id, succeeded=False)
         raise
-    if own_run:
-        finish_pipeline_run(cfg, parent_run_id, succeeded=True)
+    finish_pipeline_run(cfg, parent_run_id, succeeded=True)
     return summaries
+
+
+def pipeline_key(cfg: PipelineConfig) -> str:
+    """What makes two training processes parts of the same pipeline run."""
+    payload = {
+        "dataset": read_json(Layout.of(cfg).prepared / META_FILE)["dataset"],
+        "config": cfg.fingerprint(),
+        "code": git_state(cfg.root)["git_commit"],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def pipeline_run_for(cfg: PipelineConfig) -> str:
+    client, experiment_id = connect(cfg)
+    key = pipeline_key(cfg)
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{PIPELINE_KEY_TAG}` = '{key}'",
+                               order_by=["attributes.start_time DESC"], max_results=1)
+    if found:
+        return found[0].info.run_id
+    run_id = start_pipeline_run(cfg)
+    client.set_tag(run_id, PIPELINE_KEY_TAG, key)
+    record_validation(cfg, run_id)
+    return run_id
 
 
 # -- evaluate -----------------------------------------------------------------------------------

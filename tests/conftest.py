@@ -51,7 +51,7 @@ def make_series(series: int = SERIES, length: int = LENGTH, seed: int = 0) -> pd
 def write_config(root: Path, source_path: str = "input/sales.csv", **overrides) -> Path:
     conf = root / "conf"
     (conf / "models").mkdir(parents=True, exist_ok=True)
-    (conf / "models" / "seasonal_naive.yaml").write_text("arch: seasonal_naive\n")
+    (conf / "models" / "seasonal_naive.yaml").write_text("arch: seasonal_naive\nparams: {}\n")
     (conf / "models" / "lstm.yaml").write_text(yaml.safe_dump(
         {"arch": "lstm", "params": {"hidden_size": 16, "num_layers": 1, "dropout": 0.0}}))
     pipeline = {
@@ -66,6 +66,7 @@ def write_config(root: Path, source_path: str = "input/sales.csv", **overrides) 
         "evaluation": {"metric": "mase"},
         "training": {"max_epochs": 3, "batch_size": 64, "patience": 3, "num_threads": 1, "seed": 7},
         "models": ["seasonal_naive", "lstm"],
+        "model_overrides": {},
         "tracking": {"experiment": "tests", "registered_model": "tiny-forecaster", "system_metrics": False},
     }
     for key, value in overrides.items():

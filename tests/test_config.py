@@ -34,9 +34,15 @@ def test_wrong_type_is_named(project):
 
 
 def test_model_overrides_merge_over_model_file(project):
-    _edit(project / "conf", lambda d: d.update(models=["seasonal_naive", {"name": "lstm", "params": {"hidden_size": 4}}]))
+    _edit(project / "conf", lambda d: d.update(model_overrides={"lstm": {"hidden_size": 4}}))
     cfg = load_config(project / "conf")
     assert cfg.model("lstm").params == {"hidden_size": 4, "num_layers": 1, "dropout": 0.0}
+
+
+def test_overrides_for_an_unlisted_model_are_refused(project):
+    _edit(project / "conf", lambda d: d.update(model_overrides={"gru": {"hidden_size": 4}}))
+    with pytest.raises(ConfigError, match=r"model_overrides names models that 'models' does not list: \['gru'\]"):
+        load_config(project / "conf")
 
 
 def test_missing_model_file_names_the_file(project):

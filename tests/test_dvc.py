@@ -1,6 +1,8 @@
-"""dvc.yaml runs the same steps through the CLI; an unchanged second repro reruns nothing."""
+"""dvc.yaml runs the same steps through the CLI: repro, up to date, push/pull, experiments, plots."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,31 +22,80 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return result
 
 
-def test_repro_from_scratch_then_up_to_date_then_push(tmp_path):
-    repo = tmp_path / "repo"
+def _dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return _run(sys.executable, "-m", "dvc", *args, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dvc")
+    repo = root / "repo"
     repo.mkdir()
     copy_project_code(repo)
     (repo / "input").mkdir()
     make_series().to_csv(repo / "input" / "sales.csv", index=False)
     write_config(repo)
     _run("git", "init", "-q", cwd=repo)
-    _run(sys.executable, "-m", "dvc", "init", "-q", cwd=repo)
-    _run(sys.executable, "-m", "dvc", "remote", "add", "-d", "local", str(tmp_path / "remote"), cwd=repo)
+    _run("git", "config", "user.email", "t@t", cwd=repo)
+    _run("git", "config", "user.name", "t", cwd=repo)
+    _dvc("init", "-q", cwd=repo)
+    _dvc("remote", "add", "-d", "local", str(root / "remote"), cwd=repo)
     _run("git", "add", "-A", cwd=repo)
-    _run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "project", cwd=repo)
+    _run("git", "commit", "-qm", "project", cwd=repo)
+    return repo
 
-    first = _run(sys.executable, "-m", "dvc", "repro", cwd=repo)
-    for stage in ("ingest", "validate", "prepare", "train", "evaluate"):
+
+def test_repro_from_scratch_then_up_to_date(repo):
+    first = _dvc("repro", cwd=repo)
+    for stage in ("ingest", "validate", "prepare", "train@seasonal_naive", "train@lstm", "evaluate"):
         assert f"Running stage '{stage}'" in first.stdout
-    assert (repo / "data" / "evaluation" / "metrics.json").is_file()
-    assert (repo / "dvc.lock").is_file()
+    metrics = json.loads((repo / "data" / "evaluation" / "metrics.json").read_text())
+    assert set(metrics) == {"seasonal_naive", "lstm"}
 
-    second = _run(sys.executable, "-m", "dvc", "repro", cwd=repo)
+    second = _dvc("repro", cwd=repo)
     assert "Running stage" not in second.stdout
     assert "Data and pipelines are up to date." in second.stdout
+    shown = _dvc("metrics", "show", "--json", cwd=repo)
+    assert '"lstm"' in shown.stdout and '"mase"' in shown.stdout
+    _run("git", "add", "-A", cwd=repo)
+    _run("git", "add", "-f", "data/evaluation/metrics.json", cwd=repo)
+    _run("git", "commit", "-qm", "first result", cwd=repo)
 
-    metrics = _run(sys.executable, "-m", "dvc", "metrics", "show", cwd=repo)
-    assert "seasonal_naive" in metrics.stdout and "lstm" in metrics.stdout
-    pushed = _run(sys.executable, "-m", "dvc", "push", cwd=repo)
+
+def test_forced_rerun_gives_identical_metrics_and_weights(repo):
+    metrics = (repo / "data" / "evaluation" / "metrics.json").read_bytes()
+    weights = (repo / "data" / "models" / "lstm" / "weights.pt").read_bytes()
+    _dvc("repro", "--force", "--single-item", "train@lstm", cwd=repo)
+    _dvc("repro", cwd=repo)
+    assert (repo / "data" / "models" / "lstm" / "weights.pt").read_bytes() == weights
+    assert (repo / "data" / "evaluation" / "metrics.json").read_bytes() == metrics
+
+
+def test_push_then_pull_restores_every_output(repo):
+    pushed = _dvc("push", cwd=repo)
     assert "pushed" in pushed.stdout
-    assert any((tmp_path / "remote").rglob("*"))
+    before = (repo / "data" / "models" / "lstm" / "weights.pt").read_bytes()
+    shutil.rmtree(repo / ".dvc" / "cache")
+    for output in ("data/models/lstm", "data/models/seasonal_naive", "data/prepared"):
+        shutil.rmtree(repo / output)
+    _dvc("pull", cwd=repo)
+    assert (repo / "data" / "models" / "lstm" / "weights.pt").read_bytes() == before
+    assert (repo / "data" / "prepared" / "scaled.npy").is_file()
+    status = _dvc("status", cwd=repo)
+    assert "Data and pipelines are up to date." in status.stdout
+
+
+def test_experiment_with_a_changed_parameter(repo):
+    ran = _dvc("exp", "run", "-n", "small-lstm", "-S", "conf/models/lstm.yaml:params.hidden_size=4", cwd=repo)
+    assert "Running stage 'train@lstm'" in ran.stdout
+    assert "Running stage 'train@seasonal_naive'" not in ran.stdout  # only the changed model retrains
+    shown = _dvc("exp", "show", "--json", cwd=repo)
+    assert "small-lstm" in shown.stdout and "hidden_size" in shown.stdout
+    diff = _dvc("metrics", "diff", "--json", cwd=repo)
+    assert "lstm.mase" in diff.stdout
+
+
+def test_plots_render(repo):
+    rendered = _dvc("plots", "show", "-o", "plots", cwd=repo)
+    html = (repo / "plots" / "index.html").read_text()
+    assert "forecast_vs_actual" in html and "leaderboard.csv" in html, rendered.stdout
