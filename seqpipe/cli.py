@@ -121,6 +121,31 @@ def predict(
     steps.predict(_config(conf), model, input, output, horizon)
 
 
+@app.command(name="lineage")
+def lineage_command(
+    reference: Annotated[str, typer.Argument(help="production, challenger or a version number")] = "production",
+    conf: ConfOption = DEFAULT_CONF,
+) -> None:
+    """Print the chain from source data to a registered version."""
+    from seqpipe import steps
+
+    steps.lineage(_config(conf), reference)
+
+
+@app.command()
+def reproduce(
+    reference: Annotated[str, typer.Argument(help="production, challenger or a version number")],
+    run: Annotated[bool, typer.Option("--run", help="execute the commands in a temporary worktree and compare")] = False,
+    conf: ConfOption = DEFAULT_CONF,
+) -> None:
+    """Tell the exact git and DVC commands that rebuild a version (and, with --run, run them)."""
+    from seqpipe import steps
+
+    result = steps.reproduce(_config(conf), reference, run=run)
+    if run and not result["reproduced"]:
+        sys.exit(1)
+
+
 @app.command()
 def datasets() -> None:
     """List the built-in datasets."""

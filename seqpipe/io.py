@@ -28,6 +28,7 @@ def _umask() -> int:
 # mkstemp / mkdtemp create private (0600 / 0700) entries; outputs get the usual modes.
 FILE_MODE = 0o666 & ~_umask()
 DIR_MODE = 0o777 & ~_umask()
+KEPT_ACROSS_SWAP = (".gitignore",)
 
 
 @contextlib.contextmanager
@@ -60,6 +61,11 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     staging.chmod(DIR_MODE)
     try:
         yield staging
+        # A folder may hold version-control files (DVC writes a .gitignore beside the
+        # outputs it tracks): they belong to the folder, not to this step's output.
+        for kept in KEPT_ACROSS_SWAP:
+            if (target / kept).is_file() and not (staging / kept).exists():
+                shutil.copy2(target / kept, staging / kept)
         retired = target.with_name(f".{target.name}.old")
         shutil.rmtree(retired, ignore_errors=True)
         if target.exists():
@@ -101,4 +107,12 @@ def md5_file(path: Path, chunk: int = 1 << 20) -> str:
     with path.open("rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
+    return digest.hexdigest()
+
+
+def folder_md5(folder: Path) -> str:
+    """One hash for a folder's content: the MD5 of its files' relative paths and MD5s."""
+    digest = hashlib.md5()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(folder).as_posix()}\t{md5_file(path)}\n".encode())
     return digest.hexdigest()

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
+import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -32,20 +36,27 @@ from seqpipe.evaluation.forecast import inverse_scale, predict_scaled
 from seqpipe.evaluation.leaderboard import build_leaderboard, to_markdown
 from seqpipe.evaluation.metrics import METRICS, score, seasonal_scale
 from seqpipe.evaluation.plots import plot_forecast_vs_actual, sample_series
-from seqpipe.io import atomic_dir, read_json, write_json, write_table
+from seqpipe.io import atomic_dir, folder_md5, read_json, write_json, write_table
 from seqpipe.models import ProblemShape, build_model
-from seqpipe.models.persistence import load_model, save_model
-from seqpipe.tracking.lineage import TAG_PREFIX, git_state, lineage_tags
+from seqpipe.models.persistence import SPEC_FILE, load_model, save_model
+from seqpipe.tracking.lineage import (
+    TAG_PREFIX,
+    format_lineage,
+    git_state,
+    lineage_tags,
+    reproduce_commands,
+    version_lineage,
+)
 from seqpipe.tracking.registry import ModelArtifacts, log_and_register, model_uri
 from seqpipe.tracking.registry import promote as move_production
 from seqpipe.tracking.runs import active_run, create_run, finish_run, log_metrics, log_params
 from seqpipe.tracking.store import connect
 from seqpipe.training import TrainSettings, fit, seed_everything
 
-RUN_FILE = "run.json"
 HISTORY_FILE = "history.json"
 REPORT_FILE = "report.json"
 PIPELINE_KEY_TAG = TAG_PREFIX + "pipeline_key"
+PREPARED_TAG = TAG_PREFIX + "prepared_md5"
 DOCS_DIR = "data_docs"
 VALIDATED_FILE = "series.parquet"
 
@@ -59,13 +70,14 @@ class Layout:
     reports: Path
     prepared: Path
     models: Path
+    runs: Path  # MLflow run ids per trained model: local bookkeeping, not a DVC output
     evaluation: Path
 
     @classmethod
     def of(cls, cfg: PipelineConfig) -> Layout:
         root = cfg.data_dir
         return cls(root / "raw", root / "validated", root / "quarantine", root / "reports" / "validation", root / "prepared",
-                   root / "models", root / "evaluation")
+                   root / "models", root / "runs", root / "evaluation")
 
 
 # -- ingest -------------------------------------------------------------------------------------
@@ -254,7 +266,8 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
                           f"the config now says {(spec.lookback, spec.horizon, spec.season)}: run `seqpipe prepare` again")
 
     client, experiment_id = connect(cfg)
-    run_id = create_run(client, experiment_id, name, _lineage(cfg, flow_run_id), parent_id=parent_run_id)
+    tags = {**_lineage(cfg, flow_run_id), PREPARED_TAG: folder_md5(layout.prepared)}
+    run_id = create_run(client, experiment_id, name, tags, parent_id=parent_run_id)
     try:
         log_params(client, run_id, {
             "arch": spec_cfg.arch, **{f"model.{k}": v for k, v in asdict(model.params).items()},
@@ -271,12 +284,16 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
             )
         log_metrics(client, run_id, {"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
                                      "epochs_run": result.epochs_run, "train_seconds": result.seconds})
-        summary = {"name": name, "arch": spec_cfg.arch, "run_id": run_id, "parent_run_id": parent_run_id,
-                   "device": result.device, "best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch}
+        # The model folder is a DVC output: only what data, code and config determine goes in
+        # (no run ids, no wall times), so an identical rerun leaves it byte for byte the same.
+        history = [{k: v for k, v in asdict(e).items() if k != "seconds"} for e in result.history]
         with atomic_dir(layout.models / name) as staging:
             save_model(model.cpu(), staging)
-            (staging / RUN_FILE).write_text(json.dumps(summary, indent=2) + "\n")
-            (staging / HISTORY_FILE).write_text(json.dumps([asdict(e) for e in result.history], indent=2) + "\n")
+            (staging / HISTORY_FILE).write_text(json.dumps(history, indent=2) + "\n")
+        summary = {"name": name, "arch": spec_cfg.arch, "run_id": run_id, "parent_run_id": parent_run_id,
+                   "device": result.device, "best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
+                   "model_md5": folder_md5(layout.models / name)}
+        write_json(layout.runs / f"{name}.json", summary)
     except BaseException:
         finish_run(client, run_id, succeeded=False)
         raise
@@ -340,9 +357,11 @@ def evaluate(cfg: PipelineConfig) -> pd.DataFrame:
     runs, per_series, forecasts = {}, [], []
     for spec in cfg.models:
         model_dir = layout.models / spec.name
-        if not (model_dir / RUN_FILE).is_file():
+        if not (model_dir / SPEC_FILE).is_file():
             raise ConfigError(f"{model_dir}: model '{spec.name}' has not been trained; run `seqpipe train` first")
-        runs[spec.name] = read_json(model_dir / RUN_FILE)
+        record = training_record(cfg, spec.name)
+        if record:
+            runs[spec.name] = record
         model = load_model(model_dir)
         forecast = inverse_scale(predict_scaled(model, prepared.test.x), prepared.test.series, prepared.scalers)
         scores = score(actual, forecast, scale)
@@ -364,17 +383,37 @@ def evaluate(cfg: PipelineConfig) -> pd.DataFrame:
         shown = sample_series(list(ids), cfg.evaluation.plot_series)
         plot_forecast_vs_actual(frame, forecast_frame, shown, horizon, staging / "forecast_vs_actual.png")
 
-    client, _ = connect(cfg)
-    for row in board.itertuples():
-        log_metrics(client, runs[row.model]["run_id"], {f"test_{m}": getattr(row, m) for m in METRICS})
-    parent = runs[board.iloc[0]["model"]]["parent_run_id"]
-    for artifact in ("leaderboard.csv", "leaderboard.md", "metrics.json", "forecast_vs_actual.png"):
-        client.log_artifact(parent, str(layout.evaluation / artifact), "evaluation")
-    best = board.iloc[0]
-    log_metrics(client, parent, {f"best_test_{m}": float(best[m]) for m in METRICS})
-    client.set_tag(parent, "seqpipe.best_model", best["model"])
+    if runs:
+        _log_evaluation(cfg, board, runs)
+    else:
+        print("no MLflow training runs recorded for these models here (pulled from a DVC remote?): "
+              "the leaderboard is written to data/evaluation only")
     print(f"\nLeaderboard (test split, {len(ids)} series, horizon {horizon}, ranked by {cfg.evaluation.metric}):\n{markdown}")
     return board
+
+
+def training_record(cfg: PipelineConfig, name: str) -> dict | None:
+    """The MLflow runs that trained the model now in ``data/models/<name>``, if it was trained here."""
+    layout = Layout.of(cfg)
+    path = layout.runs / f"{name}.json"
+    if not path.is_file():
+        return None
+    record = read_json(path)
+    return record if record.get("model_md5") == folder_md5(layout.models / name) else None
+
+
+def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, dict]) -> None:
+    layout = Layout.of(cfg)
+    client, _ = connect(cfg)
+    for row in board.itertuples():
+        if row.model in runs:
+            log_metrics(client, runs[row.model]["run_id"], {f"test_{m}": getattr(row, m) for m in METRICS})
+    best = board.iloc[0]
+    parent = (runs.get(best["model"]) or next(iter(runs.values())))["parent_run_id"]
+    for artifact in ("leaderboard.csv", "leaderboard.md", "metrics.json", "forecast_vs_actual.png"):
+        client.log_artifact(parent, str(layout.evaluation / artifact), "evaluation")
+    log_metrics(client, parent, {f"best_test_{m}": float(best[m]) for m in METRICS})
+    client.set_tag(parent, "seqpipe.best_model", best["model"])
 
 
 # -- register / promote / predict ----------------------------------------------------------------
@@ -384,16 +423,21 @@ def register(cfg: PipelineConfig) -> str:
     layout = Layout.of(cfg)
     board = pd.read_csv(layout.evaluation / "leaderboard.csv")
     best = board.iloc[0]
-    run = read_json(layout.models / best["model"] / RUN_FILE)
+    run = training_record(cfg, best["model"])
+    if run is None:
+        raise RegistryError(f"no MLflow training run is recorded here for the model now in {layout.models / best['model']}; "
+                            f"train it here (`seqpipe train --model {best['model']}`) before registering it")
     prepared = load_prepared(layout.prepared)
     example_ids = prepared.scalers.series_ids[:2]
     example = (prepared.frame[prepared.frame["series_id"].isin(example_ids)]
                .groupby("series_id").tail(prepared.spec.lookback)[["series_id", "timestamp", "value"]]
                .reset_index(drop=True))
-    tags = {**_lineage(cfg, None), "seqpipe.model": best["model"], "seqpipe.arch": best["arch"],
+    client, _ = connect(cfg)
+    # The version inherits the lineage its training run recorded, not today's files.
+    trained_from = {k: v for k, v in client.get_run(run["run_id"]).data.tags.items() if k.startswith(TAG_PREFIX)}
+    tags = {**trained_from, "seqpipe.model": best["model"], "seqpipe.arch": best["arch"],
             "seqpipe.pipeline_run_id": run["parent_run_id"], "seqpipe.training_run_id": run["run_id"],
             **{f"seqpipe.test_{m}": f"{best[m]:.6f}" for m in METRICS}}
-    client, _ = connect(cfg)
     version = log_and_register(
         client, run["run_id"], cfg.tracking.registered_model,
         ModelArtifacts(layout.models / best["model"], layout.prepared / "scalers.parquet", prepared.spec.freq, example),
@@ -429,3 +473,45 @@ def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path
     write_table(forecast, output_path)
     print(f"wrote {len(forecast)} forecasts for {forecast['series_id'].nunique()} series to {output_path} ({uri})")
     return forecast
+
+
+# -- lineage / reproduce --------------------------------------------------------------------------
+
+def lineage(cfg: PipelineConfig, reference: str = "production") -> dict:
+    """The chain from source data to a registered version (``production``, ``challenger`` or a number)."""
+    client, _ = connect(cfg)
+    chain = version_lineage(client, cfg.tracking.registered_model, reference)
+    print(format_lineage(chain))
+    return chain
+
+
+def reproduce(cfg: PipelineConfig, reference: str, run: bool = False, workdir: Path | None = None) -> dict:
+    """Print the commands that rebuild a version; with ``run``, execute them in a temporary worktree.
+
+    The rebuild runs the version's own code (its commit, first on PYTHONPATH) with its own
+    config, into the worktree's own MLflow store, then compares test metrics with the
+    version's: on CPU they must be equal to the last digit recorded.
+    """
+    client, _ = connect(cfg)
+    chain = version_lineage(client, cfg.tracking.registered_model, reference)
+    target = workdir or Path(tempfile.mkdtemp(prefix=f"seqpipe-v{chain['version']}-")) / "checkout"
+    commands = reproduce_commands(chain, str(target))
+    print("\n".join(commands))
+    if not run:
+        return {"commands": commands}
+    if chain["git_dirty"] == "true":
+        print("warning: the version was trained from a tree with uncommitted changes; they cannot be reproduced")
+    env = {**os.environ, "PYTHONPATH": str(target) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    subprocess.run(["git", "worktree", "add", "--detach", str(target), chain["git_commit"]], cwd=cfg.root, check=True)
+    try:
+        subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=target, env=env, check=True)
+        rebuilt = read_json(target / cfg.data.dir / "evaluation" / "metrics.json")[chain["training_run"]["name"]]
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(target)], cwd=cfg.root, check=False)
+    recorded = chain["test_metrics"]
+    matches = {m: round(rebuilt[m], 6) == round(recorded[m], 6) for m in recorded}
+    verdict = "reproduced" if all(matches.values()) else "NOT reproduced"
+    print(f"{verdict}: recorded {recorded}, rebuilt { {m: round(rebuilt[m], 6) for m in recorded} }")
+    return {"commands": commands, "recorded": recorded, "rebuilt": rebuilt, "reproduced": all(matches.values())}

@@ -103,7 +103,7 @@ def copy_project_code(destination: Path) -> None:
     """Copy what DVC stages depend on (code and DVC config) into a fresh project folder."""
     for folder in ("seqpipe", "flows"):
         shutil.copytree(REPO / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".dvcignore"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
         shutil.copy(REPO / name, destination / name)
 
 

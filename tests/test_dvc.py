@@ -85,6 +85,30 @@ def test_push_then_pull_restores_every_output(repo):
     assert "Data and pipelines are up to date." in status.stdout
 
 
+def test_prefect_run_matches_dvc_repro_exactly(repo):
+    metrics = (repo / "data" / "evaluation" / "metrics.json").read_bytes()
+    _run(sys.executable, "-m", "seqpipe.cli", "run", cwd=repo)
+    assert (repo / "data" / "evaluation" / "metrics.json").read_bytes() == metrics
+    # Every output is byte-identical, so DVC sees nothing to redo.
+    assert "Data and pipelines are up to date." in _dvc("status", cwd=repo).stdout
+
+
+def test_lineage_of_a_promoted_version_and_its_reproduction(repo):
+    _run(sys.executable, "-m", "seqpipe.cli", "promote", "--version", "1", "--reason", "lineage test", cwd=repo)
+    shown = _run(sys.executable, "-m", "seqpipe.cli", "lineage", "production", cwd=repo).stdout
+    manifest = json.loads((repo / "data" / "raw" / "manifest.json").read_text())
+    commit = _run("git", "rev-parse", "HEAD", cwd=repo).stdout.strip()
+    assert f"raw snapshot    md5 {manifest['md5']}" in shown
+    assert "validation      passed" in shown, shown
+    assert f"git {commit}, config hash" in shown, shown
+    assert "training run    " in shown and "Prefect flow run " in shown and "Prefect flow run none" not in shown
+    assert "production None -> 1 by " in shown and "lineage test" in shown
+
+    reproduced = _run(sys.executable, "-m", "seqpipe.cli", "reproduce", "1", "--run", cwd=repo)
+    assert f"git worktree add --detach" in reproduced.stdout and commit in reproduced.stdout
+    assert "reproduced: recorded" in reproduced.stdout
+
+
 def test_experiment_with_a_changed_parameter(repo):
     ran = _dvc("exp", "run", "-n", "small-lstm", "-S", "conf/models/lstm.yaml:params.hidden_size=4", cwd=repo)
     assert "Running stage 'train@lstm'" in ran.stdout

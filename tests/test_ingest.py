@@ -57,3 +57,15 @@ def test_a_new_ingest_never_rewrites_an_earlier_snapshot(cfg, project):
     after = tree_digest(cfg.data_dir / "raw" / "snapshots")
     assert {k: v for k, v in after.items() if k in before} == before
     assert len(after) == 2
+
+
+def test_replacing_an_output_folder_keeps_its_gitignore(tmp_path):
+    from seqpipe.io import atomic_dir
+
+    target = tmp_path / "evaluation"
+    target.mkdir()
+    (target / ".gitignore").write_text("/leaderboard.md\n")
+    (target / "old.csv").write_text("old")
+    with atomic_dir(target) as staging:
+        (staging / "new.csv").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == [".gitignore", "new.csv"]

@@ -22,12 +22,12 @@ from seqpipe.data.scaling import Scalers
 from seqpipe.errors import RegistryError
 from seqpipe.evaluation.forecast import forecast_history
 from seqpipe.models.persistence import load_model
+from seqpipe.tracking.lineage import HISTORY_TAG
 from seqpipe.tracking.runs import active_run
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 PRODUCTION, CHALLENGER = "production", "challenger"
-HISTORY_TAG = "seqpipe.production_history"
 # What a served model needs; the seqpipe code itself travels inside the model (code_paths).
 SERVING_REQUIREMENTS = ["mlflow", "torch", "numpy", "pandas", "pyarrow"]
 
