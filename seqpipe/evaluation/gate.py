@@ -66,12 +66,15 @@ def diebold_mariano(challenger_loss: np.ndarray, production_loss: np.ndarray) ->
     if long_run <= 0:
         # Truncated HAC estimates can turn negative; the lag-0 variance is the usual fallback.
         long_run = _pooled_autocovariance(d, 0)
+    mean = float(d.mean())
     if long_run <= 0:
-        # Identical losses everywhere: no evidence either way.
+        # A constant differential: the challenger is better (or not) at every single point.
+        return DieboldMariano(statistic=-np.inf if mean < 0 else 0.0, p_value=0.0 if mean < 0 else 1.0, points=points)
+    radicand = (points + 1 - 2 * horizon + horizon * (horizon - 1) / points) / points
+    if radicand <= 0:
+        # Fewer points than the correction needs (a single series): no usable evidence.
         return DieboldMariano(statistic=0.0, p_value=1.0, points=points)
-    dm = d.mean() / np.sqrt(long_run / points)
-    correction = np.sqrt((points + 1 - 2 * horizon + horizon * (horizon - 1) / points) / points)
-    statistic = float(dm * correction)
+    statistic = float(mean / np.sqrt(long_run / points) * np.sqrt(radicand))
     return DieboldMariano(statistic=statistic, p_value=float(stats.t.cdf(statistic, df=points - 1)), points=points)
 
 
