@@ -314,7 +314,10 @@ def register(cfg: PipelineConfig) -> str:
 
 def _test_split(cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     """The history before the test split, the test actuals (series x step) and each series' MASE scale."""
-    prepared = load_prepared(Layout.of(cfg).prepared)
+    folder = Layout.of(cfg).prepared
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no prepared data to compare versions on; run `seqpipe prepare` first")
+    prepared = load_prepared(folder)
     frame = prepared.frame
     history = frame.loc[frame["split"] != "test", ["series_id", "timestamp", "value"]].reset_index(drop=True)
     test = frame[frame["split"] == "test"]

@@ -177,6 +177,8 @@ def test_gate_promotes_first_and_clearly_better_versions_and_keeps_worse_ones(ro
     assert tags["seqpipe.gate.production_version"] == worse
     assert float(tags["seqpipe.gate.challenger_score"]) < float(tags["seqpipe.gate.production_score"])
     assert float(tags["seqpipe.gate.p_value"]) < 0.05
+    # The gate's forecasts through the registered pyfunc reproduce the evaluation's score.
+    assert float(tags["seqpipe.gate.challenger_score"]) == pytest.approx(float(tags["seqpipe.test_mase"]), rel=1e-4)
     assert tags["seqpipe.promoted_reason"].startswith("gate: mase improves")
 
     # The worse model again: same training run, so the same version comes back as challenger.
