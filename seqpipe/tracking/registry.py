@@ -1,7 +1,8 @@
 """Log the winning model as a pyfunc, register it, and move aliases.
 
-Promotion moves the ``production`` alias and records who, when and why as tags;
-model files are never copied by hand.
+Promotion and rollback move the ``production`` alias and record who, when, from, to
+and why as tags; model files are never copied by hand. The alias is the truth about
+what serves; the history explains how it got there and tells rollback where to go.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-from mlflow.exceptions import MlflowException
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
