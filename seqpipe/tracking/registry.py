@@ -11,6 +11,7 @@ import getpass
 import json
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +37,10 @@ HISTORY_PREFIX = "seqpipe.alias_history."
 PROMOTE, ROLLBACK = "promote", "rollback"
 PAST_TENSE = {PROMOTE: "promoted", ROLLBACK: "rolled_back_to"}
 TRAINING_RUN_TAG = "seqpipe.training_run_id"
+# Write conflicts between concurrent promotions last milliseconds; these bound the retries.
+CONFLICT_RETRIES = 5
+CONFLICT_BACKOFF_SECONDS = 0.05
+NOT_RETRIED = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "PERMISSION_DENIED", "UNAUTHENTICATED"}
 # What a served model needs; the seqpipe code itself travels inside the model (code_paths).
 SERVING_REQUIREMENTS = ["mlflow", "torch", "numpy", "pandas", "pyarrow"]
 
@@ -136,12 +141,31 @@ def alias_history(client: MlflowClient, name: str) -> list[dict[str, str | None]
     return [json.loads(tags[key]) for key in sorted(k for k in tags if k.startswith(HISTORY_PREFIX))]
 
 
+def _upsert(write: Callable[[], None], what: str) -> None:
+    """Run one alias or tag write, retrying when a concurrent writer of the same key got in first.
+
+    Stores implement these writes as read-then-insert; two promotions writing the same
+    key at once make one of them fail on the unique key (seen with SQLite). A retry then
+    finds the row and updates it, so the later writer wins as it would have anyway.
+    """
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            write()
+            return
+        except MlflowException as exc:
+            if exc.error_code in NOT_RETRIED or attempt == CONFLICT_RETRIES:
+                raise RegistryError(f"could not write {what}: {exc.message}") from None
+            time.sleep(CONFLICT_BACKOFF_SECONDS * (attempt + 1))
+
+
 def _move_production(client: MlflowClient, name: str, version: str, reason: str, action: str) -> dict[str, str | None]:
     previous = alias_version(client, name, PRODUCTION)
     entry = {"action": action, "at": _now(), "by": getpass.getuser(), "from": previous, "to": version, "reason": reason}
-    client.set_registered_model_alias(name, PRODUCTION, version)
+    _upsert(lambda: client.set_registered_model_alias(name, PRODUCTION, version), f"alias '{PRODUCTION}' of '{name}'")
     for key in ("at", "by", "reason", "from"):
-        client.set_model_version_tag(name, version, f"seqpipe.{PAST_TENSE[action]}_{key}", str(entry[key]))
+        tag = f"seqpipe.{PAST_TENSE[action]}_{key}"
+        _upsert(lambda tag=tag, key=key: client.set_model_version_tag(name, version, tag, str(entry[key])),
+                f"tag {tag} of '{name}' version {version}")
     _record(client, name, entry)
     return entry
 
