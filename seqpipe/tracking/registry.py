@@ -75,7 +75,7 @@ def log_and_register(client: MlflowClient, run_id: str, name: str, artifacts: Mo
     existing = registered_version_of(client, name, run_id)
     if existing is None:
         existing = _register(client, run_id, name, artifacts, tags)
-    client.set_registered_model_alias(name, CHALLENGER, existing)
+    _upsert(lambda: client.set_registered_model_alias(name, CHALLENGER, existing), f"alias '{CHALLENGER}' of '{name}'")
     return existing
 
 
