@@ -1,4 +1,4 @@
-"""The retraining flow: ingest -> validate -> prepare -> train x N -> evaluate -> register.
+"""The retraining flow: ingest -> validate -> prepare -> train x N -> evaluate -> register -> gate.
 
 Tasks only call ``seqpipe.steps``; data moves between them as files under ``data/``.
 Run it in-process with ``seqpipe run`` (Prefect needs no server for that), or serve it
@@ -33,6 +33,7 @@ prepare_task = _step_task("prepare", steps.prepare)
 train_task = _step_task("train", steps.train, run_name="train-{name}")
 evaluate_task = _step_task("evaluate", steps.evaluate)
 register_task = _step_task("register", steps.register)
+gate_task = _step_task("gate", steps.gate)
 
 
 class StepTimer:
@@ -69,6 +70,7 @@ def run_pipeline(cfg: PipelineConfig, flow_run_id: str | None) -> dict[str, Any]
         trained = [timer.run(f"train {spec.name}", train_task, cfg, spec.name, parent, flow_run_id) for spec in cfg.models]
         board = timer.run("evaluate", evaluate_task, cfg)
         version = timer.run("register", register_task, cfg)
+        decision = timer.run("gate", gate_task, cfg)
         succeeded = True
     finally:
         steps.finish_pipeline_run(cfg, parent, succeeded)
@@ -80,13 +82,14 @@ def run_pipeline(cfg: PipelineConfig, flow_run_id: str | None) -> dict[str, Any]
         "models": [t["name"] for t in trained],
         "best_model": str(board.iloc[0]["model"]),
         "registered_version": version,
+        "gate": decision,
         "seconds": timer.seconds,
     }
 
 
 @flow(name=FLOW_NAME, log_prints=True)
 def retrain(conf_dir: str = "conf") -> dict[str, Any]:
-    """Retrain every configured model on the latest data and register the best as challenger."""
+    """Retrain every configured model, register the best as challenger, and gate its promotion."""
     cfg = load_config(conf_dir)
     return run_pipeline(cfg, str(flow_run.id) if flow_run.id else None)
 

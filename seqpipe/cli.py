@@ -96,15 +96,43 @@ def register(conf: ConfOption = DEFAULT_CONF) -> None:
 
 
 @app.command()
-def promote(
-    version: Annotated[str, typer.Option("--version", help="registered model version to serve")],
-    reason: Annotated[str, typer.Option("--reason", help="why; kept in the registry")] = "manual promotion",
-    conf: ConfOption = DEFAULT_CONF,
-) -> None:
-    """Move the 'production' alias to a registered version."""
+def gate(conf: ConfOption = DEFAULT_CONF) -> None:
+    """Compare the challenger with production on the test split; promote it if it passes (conf: promotion)."""
     from seqpipe import steps
 
-    steps.promote(_config(conf), version, reason)
+    steps.gate(_config(conf))
+
+
+@app.command()
+def versions(conf: ConfOption = DEFAULT_CONF) -> None:
+    """List the registered versions with their aliases, test metrics, gate outcome and creation time."""
+    from seqpipe import steps
+
+    steps.versions(_config(conf))
+
+
+@app.command()
+def promote(
+    reason: Annotated[str, typer.Option("--reason", help="why; kept in the registry's history")],
+    version: Annotated[Optional[str], typer.Option("--version", help="registered model version to serve")] = None,
+    challenger: Annotated[bool, typer.Option("--challenger", help="promote the version aliased 'challenger'")] = False,
+    conf: ConfOption = DEFAULT_CONF,
+) -> None:
+    """Move the 'production' alias to a registered version (--version N or --challenger)."""
+    from seqpipe import steps
+
+    steps.promote(_config(conf), version, reason, challenger=challenger)
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option("--reason", help="why; kept in the registry's history")] = "manual rollback",
+    conf: ConfOption = DEFAULT_CONF,
+) -> None:
+    """Move 'production' back to the version the current one replaced."""
+    from seqpipe import steps
+
+    steps.rollback(_config(conf), reason)
 
 
 @app.command()

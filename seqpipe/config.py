@@ -126,6 +126,20 @@ class TrackingConfig(StrictModel):
     experiment: str = "seqpipe"
     registered_model: str = "seqpipe-forecaster"
     system_metrics: bool = True
+    # A tracking server that is down should fail a command in seconds, not after MLflow's
+    # default minutes of retries; MLFLOW_HTTP_REQUEST_* variables in the environment win.
+    http_max_retries: int = Field(2, ge=0, description="retries of a failed request to a tracking server")
+    http_backoff_factor: int = Field(1, ge=0, description="seconds; doubles with each retry")
+    http_timeout: int = Field(30, gt=0, description="seconds one request to a tracking server may take")
+
+
+class PromotionConfig(StrictModel):
+    """The gate between the newly registered challenger and the production version."""
+
+    auto_promote: bool = Field(True, description="move 'production' when the gate passes; false only reports")
+    margin: float = Field(0.0, ge=0, lt=1, description="relative improvement of evaluation.metric required")
+    significance: float = Field(0.05, gt=0, lt=1, description="level of the one-sided Diebold-Mariano test")
+    loss: Literal["absolute", "squared"] = Field("absolute", description="per-step loss the DM test compares")
 
 
 class ScheduleConfig(StrictModel):
@@ -143,6 +157,7 @@ class PipelineConfig(StrictModel):
     models: list[ModelSpec]
     evaluation: EvaluationConfig = EvaluationConfig()
     tracking: TrackingConfig = TrackingConfig()
+    promotion: PromotionConfig = PromotionConfig()
     schedule: ScheduleConfig = ScheduleConfig()
 
     @model_validator(mode="after")

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,9 @@ from seqpipe.data.sources import read_source, read_table
 from seqpipe.data.missing import fill_missing
 from seqpipe.data.frequency import infer_frequency, is_calendar
 from seqpipe.data.validation import Rules, ValidationReport, quarantine_candidates, validate_frame
-from seqpipe.errors import ConfigError, DataValidationError, PredictionError, RegistryError
+from seqpipe.errors import ConfigError, DataValidationError, PredictionError, RegistryError, SeqpipeError
 from seqpipe.evaluation.forecast import inverse_scale, predict_scaled
+from seqpipe.evaluation.gate import GateDecision, decide, diebold_mariano, step_losses
 from seqpipe.evaluation.leaderboard import build_leaderboard, to_markdown
 from seqpipe.evaluation.metrics import METRICS, score, seasonal_scale
 from seqpipe.evaluation.plots import plot_forecast_vs_actual, sample_series
@@ -47,8 +49,12 @@ from seqpipe.tracking.lineage import (
     reproduce_commands,
     version_lineage,
 )
-from seqpipe.tracking.registry import ModelArtifacts, log_and_register, model_uri
+from seqpipe.tracking.registry import (
+    CHALLENGER, PRODUCTION, ModelArtifacts, alias_history, alias_version, aliases_of, list_versions,
+    log_and_register, model_uri,
+)
 from seqpipe.tracking.registry import promote as move_production
+from seqpipe.tracking.registry import rollback as roll_back_production
 from seqpipe.tracking.runs import active_run, create_run, finish_run, log_metrics, log_params
 from seqpipe.tracking.store import connect
 from seqpipe.training import TrainSettings, fit, seed_everything
@@ -419,7 +425,11 @@ def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, di
 # -- register / promote / predict ----------------------------------------------------------------
 
 def register(cfg: PipelineConfig) -> str:
-    """Register the leaderboard's winner as a new model version with the alias ``challenger``."""
+    """Register the leaderboard's winner as a new model version with the alias ``challenger``.
+
+    Retrying is safe: the winner's training run keeps the version it already has.
+    """
+    client, _ = connect(cfg)  # an unreachable store fails here, before anything is logged
     layout = Layout.of(cfg)
     board = pd.read_csv(layout.evaluation / "leaderboard.csv")
     best = board.iloc[0]
@@ -432,7 +442,6 @@ def register(cfg: PipelineConfig) -> str:
     example = (prepared.frame[prepared.frame["series_id"].isin(example_ids)]
                .groupby("series_id").tail(prepared.spec.lookback)[["series_id", "timestamp", "value"]]
                .reset_index(drop=True))
-    client, _ = connect(cfg)
     # The version inherits the lineage its training run recorded, not today's files.
     trained_from = {k: v for k, v in client.get_run(run["run_id"]).data.tags.items() if k.startswith(TAG_PREFIX)}
     tags = {**trained_from, "seqpipe.model": best["model"], "seqpipe.arch": best["arch"],
@@ -448,11 +457,144 @@ def register(cfg: PipelineConfig) -> str:
     return version
 
 
-def promote(cfg: PipelineConfig, version: str, reason: str) -> dict:
+def _test_split(cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """The history before the test split, the test actuals (series x step) and each series' MASE scale."""
+    folder = Layout.of(cfg).prepared
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no prepared data to compare versions on; run `seqpipe prepare` first")
+    prepared = load_prepared(folder)
+    frame = prepared.frame
+    history = frame.loc[frame["split"] != "test", ["series_id", "timestamp", "value"]].reset_index(drop=True)
+    test = frame[frame["split"] == "test"]
+    actual = (test.assign(step=test.groupby("series_id").cumcount() + 1)
+              .pivot(index="series_id", columns="step", values="value"))
+    scale = seasonal_scale(frame[frame["split"] == "train"], prepared.spec.season).reindex(actual.index)
+    return history, actual, scale
+
+
+def _forecast_version(cfg: PipelineConfig, version: str, history: pd.DataFrame, actual: pd.DataFrame) -> np.ndarray:
+    """Forecasts of a registered version for the test split, aligned with ``actual``."""
+    uri = model_uri(cfg.tracking.registered_model, version)
+    try:
+        forecast = mlflow.pyfunc.load_model(uri).predict(history, params={"horizon": actual.shape[1]})
+    except (MlflowException, SeqpipeError) as exc:
+        message = exc.message if isinstance(exc, MlflowException) else str(exc)
+        raise RegistryError(f"{uri} cannot forecast the current test split: {message}") from None
+    table = forecast.pivot(index="series_id", columns="step", values="mean")
+    return table.reindex(index=actual.index, columns=actual.columns).to_numpy(np.float64)
+
+
+def _gate_tags(decision: GateDecision, production: str | None, loss: str, action: str) -> dict[str, str]:
+    def number(value: float | None) -> str:
+        return "none" if value is None else f"{value:.6g}"
+
+    test = decision.test
+    return {
+        "seqpipe.gate.passed": str(decision.promote).lower(),
+        "seqpipe.gate.action": action,
+        "seqpipe.gate.reason": decision.reason,
+        "seqpipe.gate.metric": decision.metric,
+        "seqpipe.gate.challenger_score": number(decision.challenger_score),
+        "seqpipe.gate.production_score": number(decision.production_score),
+        "seqpipe.gate.production_version": str(production),
+        "seqpipe.gate.p_value": number(test.p_value if test else None),
+        "seqpipe.gate.dm_statistic": number(test.statistic if test else None),
+        "seqpipe.gate.loss": loss,
+        "seqpipe.gate.at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def gate(cfg: PipelineConfig) -> dict:
+    """Compare the challenger with production on the test split; promote it when it is clearly better.
+
+    Both versions forecast the same history with their registered pyfunc, so the comparison
+    covers exactly what would serve. The decision is kept as tags on the challenger.
+    """
     client, _ = connect(cfg)
-    record = move_production(client, cfg.tracking.registered_model, str(version), reason)
-    print(f"production: version {record['from']} -> {record['to']} ({reason})")
+    name, settings, metric = cfg.tracking.registered_model, cfg.promotion, cfg.evaluation.metric
+    challenger = alias_version(client, name, CHALLENGER)
+    if challenger is None:
+        raise RegistryError(f"registered model '{name}' has no '{CHALLENGER}' version; run `seqpipe register` first")
+    production = alias_version(client, name, PRODUCTION)
+    if production == challenger:
+        print(f"gate: version {challenger} is already '{PRODUCTION}'; nothing to decide")
+        return {"challenger": challenger, "production": production, "passed": False, "action": "already production"}
+
+    history, actual, scale = _test_split(cfg)
+    values, scales = actual.to_numpy(np.float64), scale.to_numpy(np.float64)
+    challenger_forecast = _forecast_version(cfg, challenger, history, actual)
+    challenger_score = float(np.nanmean(score(values, challenger_forecast, scales)[metric]))
+    production_score, test = None, None
+    if production is not None:
+        production_forecast = _forecast_version(cfg, production, history, actual)
+        production_score = float(np.nanmean(score(values, production_forecast, scales)[metric]))
+        test = diebold_mariano(step_losses(values, challenger_forecast, scales, settings.loss),
+                               step_losses(values, production_forecast, scales, settings.loss))
+    decision = decide(metric, challenger_score, production_score, test, settings.margin, settings.significance)
+
+    action = "promoted" if decision.promote and settings.auto_promote else (
+        "report only" if decision.promote else "kept production")
+    tags = _gate_tags(decision, production, settings.loss, action)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, challenger, key, value)
+    p_value = "n/a" if test is None else f"{test.p_value:.4g}"
+    print(f"gate: challenger v{challenger} {metric} {challenger_score:.4f} vs production "
+          f"{'none' if production is None else f'v{production} {production_score:.4f}'}; DM p-value {p_value} "
+          f"({settings.loss} loss) -> {'pass' if decision.promote else 'fail'}: {decision.reason}; {action}")
+    if action == "promoted":
+        promote(cfg, challenger, f"gate: {decision.reason}")
+    return {"challenger": challenger, "production": production, "passed": decision.promote, "action": action,
+            "metric": metric, "challenger_score": challenger_score, "production_score": production_score,
+            "p_value": None if test is None else test.p_value, "reason": decision.reason}
+
+
+def promote(cfg: PipelineConfig, version: str | None, reason: str, challenger: bool = False) -> dict:
+    """Move ``production`` to ``version`` (or to the challenger); the move is kept in the registry."""
+    if (version is None) == (not challenger):
+        raise ConfigError("give exactly one of --version N and --challenger")
+    client, _ = connect(cfg)
+    name = cfg.tracking.registered_model
+    if challenger:
+        version = alias_version(client, name, CHALLENGER)
+        if version is None:
+            raise RegistryError(f"registered model '{name}' has no '{CHALLENGER}' version")
+    record = move_production(client, name, str(version), reason)
+    print(f"production: version {record['from']} -> {record['to']} by {record['by']} at {record['at']} ({reason})")
     return record
+
+
+def rollback(cfg: PipelineConfig, reason: str) -> dict:
+    """Move ``production`` back to the version the current one replaced."""
+    client, _ = connect(cfg)
+    record = roll_back_production(client, cfg.tracking.registered_model, reason)
+    print(f"production rolled back: version {record['from']} -> {record['to']} by {record['by']} "
+          f"at {record['at']} ({reason})")
+    return record
+
+
+VERSION_COLUMNS = ("version", "aliases", "model", *(f"test_{m}" for m in METRICS), "gate", "created")
+
+
+def versions(cfg: PipelineConfig) -> pd.DataFrame:
+    """Every registered version with its aliases, test metrics, gate outcome and creation time."""
+    client, _ = connect(cfg)
+    name = cfg.tracking.registered_model
+    found = list_versions(client, name)
+    if not found:
+        print(f"registered model '{name}' has no versions yet; run `seqpipe register`")
+        return pd.DataFrame(columns=list(VERSION_COLUMNS))
+    aliases = aliases_of(client, name)
+    rows = [{
+        "version": int(v.version),
+        "aliases": ",".join(aliases.get(str(v.version), [])) or "-",
+        "model": v.tags.get("seqpipe.model", "?"),
+        **{f"test_{m}": float(v.tags[f"seqpipe.test_{m}"]) if f"seqpipe.test_{m}" in v.tags else np.nan for m in METRICS},
+        "gate": v.tags.get("seqpipe.gate.action", "-"),
+        "created": datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc).isoformat(timespec="seconds"),
+    } for v in found]
+    table = pd.DataFrame(rows, columns=list(VERSION_COLUMNS))
+    print(f"registered model '{name}':\n{to_markdown(table)}")
+    return table
 
 
 def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path, horizon: int | None = None) -> pd.DataFrame:
@@ -467,7 +609,7 @@ def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path
     except MlflowException as exc:
         raise RegistryError(f"cannot load {uri}: {exc.message}") from None
     try:
-        forecast = loaded.predict(history, params={"horizon": horizon} if horizon else None)
+        forecast = loaded.predict(history, params=None if horizon is None else {"horizon": horizon})
     except MlflowException as exc:
         raise PredictionError(f"{input_path}: {exc.message}") from None
     write_table(forecast, output_path)
@@ -480,7 +622,8 @@ def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path
 def lineage(cfg: PipelineConfig, reference: str = "production") -> dict:
     """The chain from source data to a registered version (``production``, ``challenger`` or a number)."""
     client, _ = connect(cfg)
-    chain = version_lineage(client, cfg.tracking.registered_model, reference)
+    name = cfg.tracking.registered_model
+    chain = version_lineage(client, name, reference, alias_history(client, name))
     print(format_lineage(chain))
     return chain
 
@@ -493,7 +636,8 @@ def reproduce(cfg: PipelineConfig, reference: str, run: bool = False, workdir: P
     version's: on CPU they must be equal to the last digit recorded.
     """
     client, _ = connect(cfg)
-    chain = version_lineage(client, cfg.tracking.registered_model, reference)
+    name = cfg.tracking.registered_model
+    chain = version_lineage(client, name, reference, alias_history(client, name))
     target = workdir or Path(tempfile.mkdtemp(prefix=f"seqpipe-v{chain['version']}-")) / "checkout"
     commands = reproduce_commands(chain, str(target))
     print("\n".join(commands))

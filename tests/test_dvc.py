@@ -102,7 +102,7 @@ def test_lineage_of_a_promoted_version_and_its_reproduction(repo):
     assert "validation      passed" in shown, shown
     assert f"git {commit}, config hash" in shown, shown
     assert "training run    " in shown and "Prefect flow run " in shown and "Prefect flow run none" not in shown
-    assert "production None -> 1 by " in shown and "lineage test" in shown
+    assert "promote production None -> 1 by " in shown and "lineage test" in shown
 
     reproduced = _run(sys.executable, "-m", "seqpipe.cli", "reproduce", "1", "--run", cwd=repo)
     assert f"git worktree add --detach" in reproduced.stdout and commit in reproduced.stdout

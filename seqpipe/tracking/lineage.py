@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,8 +14,6 @@ from seqpipe.config import PipelineConfig
 from seqpipe.errors import RegistryError
 
 TAG_PREFIX = "seqpipe."
-# The registered model's record of production moves (written by tracking.registry).
-HISTORY_TAG = TAG_PREFIX + "production_history"
 
 
 def git_state(root: Path) -> dict[str, str]:
@@ -52,13 +49,15 @@ def _resolve_version(client: MlflowClient, name: str, reference: str):
         raise RegistryError(f"registered model '{name}' has no version or alias '{reference}': {exc.message}") from None
 
 
-def version_lineage(client: MlflowClient, name: str, reference: str) -> dict[str, Any]:
-    """The chain behind one registered version, read back from the registry and the runs."""
+def version_lineage(client: MlflowClient, name: str, reference: str, alias_history: list[dict]) -> dict[str, Any]:
+    """The chain behind one registered version, read back from the registry and the runs.
+
+    ``alias_history`` is the registered model's record of production moves (registry.alias_history).
+    """
     version = _resolve_version(client, name, reference)
     tags = dict(version.tags)
     training = client.get_run(tags.get(TAG_PREFIX + "training_run_id") or version.run_id)
-    model = client.get_registered_model(name)
-    history = [h for h in json.loads(model.tags.get(HISTORY_TAG, "[]"))
+    history = [h for h in alias_history
                if str(h.get("to")) == str(version.version) or str(h.get("from")) == str(version.version)]
     return {
         "name": name,
@@ -104,7 +103,8 @@ def format_lineage(chain: dict[str, Any]) -> str:
     ]
     for move in chain["alias_history"] or [{}]:
         if move:
-            lines.append(f"  alias history   {move['at']} production {move['from']} -> {move['to']} by {move['by']}: {move['reason']}")
+            lines.append(f"  alias history   {move['at']} {move.get('action', 'promote')} production "
+                         f"{move['from']} -> {move['to']} by {move['by']}: {move['reason']}")
         else:
             lines.append("  alias history   never promoted")
     return "\n".join(lines)

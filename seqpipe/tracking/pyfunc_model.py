@@ -24,7 +24,9 @@ class SeqpipeForecaster(mlflow.pyfunc.PythonModel):
         self.freq = (context.model_config or {}).get("freq")
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        horizon = int((params or {}).get("horizon") or self.model.shape.horizon)
+        # Only a missing horizon means "the model's"; 0 or a negative one is refused downstream.
+        requested = (params or {}).get("horizon")
+        horizon = self.model.shape.horizon if requested is None else int(requested)
         return forecast_history(self.model, self.scalers, model_input, horizon, self.freq)
 
 

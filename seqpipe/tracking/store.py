@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from seqpipe.config import PipelineConfig
+from seqpipe.errors import RegistryError
 
 SQLITE_PREFIX = "sqlite:///"
 # mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ, so the user's
@@ -34,13 +36,33 @@ def artifact_location(cfg: PipelineConfig) -> str:
     return cfg.path(root).resolve().as_uri()
 
 
+def _limit_http_retries(cfg: PipelineConfig) -> None:
+    """Bound how long MLflow retries a tracking server; values the user exported win."""
+    for variable, value in {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": cfg.tracking.http_max_retries,
+                            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": cfg.tracking.http_backoff_factor,
+                            "MLFLOW_HTTP_REQUEST_TIMEOUT": cfg.tracking.http_timeout}.items():
+        os.environ.setdefault(variable, str(value))
+
+
 def connect(cfg: PipelineConfig) -> tuple[MlflowClient, str]:
-    """Point MLflow at the configured store and return a client and the experiment id."""
+    """Point MLflow at the configured store and return a client and the experiment id.
+
+    The first request doubles as a reachability check: a store that cannot be reached
+    fails here, before any step has logged or registered anything.
+    """
     uri = tracking_uri(cfg)
+    if uri.startswith(("http://", "https://")):
+        _limit_http_retries(cfg)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    experiment = client.get_experiment_by_name(cfg.tracking.experiment)
-    if experiment is not None:
-        return client, experiment.experiment_id
-    return client, client.create_experiment(cfg.tracking.experiment, artifact_location=artifact_location(cfg))
+    try:
+        experiment = client.get_experiment_by_name(cfg.tracking.experiment)
+        if experiment is not None:
+            return client, experiment.experiment_id
+        return client, client.create_experiment(cfg.tracking.experiment, artifact_location=artifact_location(cfg))
+    except (MlflowException, OSError) as exc:
+        # requests' ConnectionError is an OSError; MLflow wraps exhausted retries in MlflowException.
+        message = getattr(exc, "message", None) or str(exc)
+        raise RegistryError(f"cannot reach the MLflow tracking store at {uri} "
+                            f"(tracking.tracking_uri or MLFLOW_TRACKING_URI): {message.splitlines()[0][:300]}") from None
