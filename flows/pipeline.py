@@ -75,6 +75,8 @@ def run_pipeline(cfg: PipelineConfig, flow_run_id: str | None) -> dict[str, Any]
     finally:
         steps.finish_pipeline_run(cfg, parent, succeeded)
         print(f"\nstep timings (MLflow run {parent}):\n{timer.table()}")
+    print(f"\nregistered version {version}; gate: {decision['action']}\n"
+          f"leaderboard ({cfg.evaluation.metric} ranks; full table in data/evaluation/):\n{steps.leaderboard_markdown(cfg)}")
     return {
         "mlflow_run_id": parent,
         "dataset_md5": manifest.md5,

@@ -398,6 +398,10 @@ def evaluate(cfg: PipelineConfig) -> pd.DataFrame:
     return board
 
 
+def leaderboard_markdown(cfg: PipelineConfig) -> str:
+    return (Layout.of(cfg).evaluation / "leaderboard.md").read_text()
+
+
 def training_record(cfg: PipelineConfig, name: str) -> dict | None:
     """The MLflow runs that trained the model now in ``data/models/<name>``, if it was trained here."""
     layout = Layout.of(cfg)

@@ -3,8 +3,10 @@ with no prepared output replaced and the previous good snapshot intact."""
 
 from __future__ import annotations
 
+import json
 import sys
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -70,3 +72,15 @@ def test_broken_input_is_refused(case: Case, project, capsys):
     after = tree_digest(project / "data" / "raw" / "snapshots")
     assert {k: v for k, v in after.items() if k in snapshots} == snapshots
     assert not list(project.rglob("pwned"))
+
+
+def test_rows_out_of_time_order_are_put_in_order_not_refused(project, capsys):
+    """Shuffled rows are a layout, not a defect: ingest writes the same snapshot as for sorted rows."""
+    conf = str(project / "conf")
+    assert _pipeline_until_failure(capsys, conf) == (0, "")
+    manifest = project / "data" / "raw" / "manifest.json"
+    sorted_md5 = json.loads(manifest.read_text())["md5"]
+    source = project / "input" / "sales.csv"
+    pd.read_csv(source).sample(frac=1.0, random_state=3).to_csv(source, index=False)
+    assert _pipeline_until_failure(capsys, conf) == (0, "")
+    assert json.loads(manifest.read_text())["md5"] == sorted_md5
