@@ -116,8 +116,17 @@ class ModelSpec(StrictModel):
 
 
 class EvaluationConfig(StrictModel):
-    metric: Literal["mase", "smape", "mape"] = "mase"
+    metric: Literal["mase", "smape", "mape", "mae", "rmse"] = "mase"
     plot_series: int = Field(4, gt=0)
+    samples: int = Field(200, gt=1, description="samples drawn from probabilistic models for CRPS and intervals")
+    coverage_levels: list[float] = Field([0.8, 0.95], description="central interval levels whose coverage is scored")
+    seed: int = Field(0, description="seed of the evaluation's sampling, so scores repeat")
+
+    @model_validator(mode="after")
+    def _levels_are_probabilities(self) -> EvaluationConfig:
+        if not all(0 < level < 1 for level in self.coverage_levels):
+            raise ValueError(f"evaluation.coverage_levels must lie strictly between 0 and 1, got {self.coverage_levels}")
+        return self
 
 
 class TrackingConfig(StrictModel):

@@ -33,11 +33,16 @@ from seqpipe.data.missing import fill_missing
 from seqpipe.data.frequency import infer_frequency, is_calendar
 from seqpipe.data.validation import Rules, ValidationReport, quarantine_candidates, validate_frame
 from seqpipe.errors import ConfigError, DataValidationError, PredictionError, RegistryError, SeqpipeError
-from seqpipe.evaluation.forecast import inverse_scale, predict_scaled
 from seqpipe.evaluation.gate import GateDecision, decide, diebold_mariano, step_losses
-from seqpipe.evaluation.leaderboard import build_leaderboard, to_markdown
+from seqpipe.evaluation.leaderboard import board_metrics, build_leaderboard, to_markdown
 from seqpipe.evaluation.metrics import METRICS, score, seasonal_scale
-from seqpipe.evaluation.plots import plot_forecast_vs_actual, sample_series
+from seqpipe.evaluation.plots import (
+    plot_error_distribution,
+    plot_forecast_vs_actual,
+    plot_metric_by_model,
+    sample_series,
+)
+from seqpipe.evaluation.scoring import score_forecaster
 from seqpipe.io import atomic_dir, folder_md5, read_json, write_json, write_table
 from seqpipe.models import ProblemShape, build_model
 from seqpipe.models.persistence import SPEC_FILE, load_model, save_model
@@ -64,6 +69,8 @@ REPORT_FILE = "report.json"
 PIPELINE_KEY_TAG = TAG_PREFIX + "pipeline_key"
 PREPARED_TAG = TAG_PREFIX + "prepared_md5"
 DOCS_DIR = "data_docs"
+EVALUATION_ARTIFACTS = ("leaderboard.csv", "leaderboard.md", "metrics.json", "forecast_vs_actual.png",
+                        "metric_by_model.png", "error_distribution.png")
 VALIDATED_FILE = "series.parquet"
 
 
@@ -369,11 +376,12 @@ def evaluate(cfg: PipelineConfig) -> pd.DataFrame:
         if record:
             runs[spec.name] = record
         model = load_model(model_dir)
-        forecast = inverse_scale(predict_scaled(model, prepared.test.x), prepared.test.series, prepared.scalers)
-        scores = score(actual, forecast, scale)
-        per_series.append(pd.DataFrame({"model": spec.name, "arch": spec.arch, "series_id": ids, **scores}))
-        forecasts.append(test_rows[["series_id", "timestamp"]].assign(model=spec.name, forecast=forecast.ravel(),
-                                                                      actual=actual.ravel()))
+        scored = score_forecaster(model, prepared.test, prepared.scalers, actual, scale, cfg.evaluation)
+        per_series.append(pd.DataFrame({"model": spec.name, "arch": spec.arch, "series_id": ids, **scored.scores}))
+        forecasts.append(test_rows[["series_id", "timestamp"]].assign(
+            model=spec.name, forecast=scored.forecast.ravel(), actual=actual.ravel(),
+            lower=np.nan if scored.lower is None else scored.lower.ravel(),
+            upper=np.nan if scored.upper is None else scored.upper.ravel()))
     per_series_frame = pd.concat(per_series, ignore_index=True)
     forecast_frame = pd.concat(forecasts, ignore_index=True)
     board = build_leaderboard(per_series_frame, cfg.evaluation.metric)
@@ -382,12 +390,13 @@ def evaluate(cfg: PipelineConfig) -> pd.DataFrame:
     with atomic_dir(layout.evaluation) as staging:
         board.to_csv(staging / "leaderboard.csv", index=False)
         (staging / "leaderboard.md").write_text(markdown)
-        metrics = {row.model: {m: float(getattr(row, m)) for m in METRICS} for row in board.itertuples()}
-        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        (staging / "metrics.json").write_text(json.dumps(board_metrics(board), indent=2, sort_keys=True) + "\n")
         per_series_frame.to_parquet(staging / "per_series.parquet", index=False)
         forecast_frame.to_parquet(staging / "forecasts.parquet", index=False)
         shown = sample_series(list(ids), cfg.evaluation.plot_series)
         plot_forecast_vs_actual(frame, forecast_frame, shown, horizon, staging / "forecast_vs_actual.png")
+        plot_metric_by_model(board, cfg.evaluation.metric, staging / "metric_by_model.png")
+        plot_error_distribution(per_series_frame, cfg.evaluation.metric, staging / "error_distribution.png")
 
     if runs:
         _log_evaluation(cfg, board, runs)
@@ -415,12 +424,12 @@ def training_record(cfg: PipelineConfig, name: str) -> dict | None:
 def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, dict]) -> None:
     layout = Layout.of(cfg)
     client, _ = connect(cfg)
-    for row in board.itertuples():
-        if row.model in runs:
-            log_metrics(client, runs[row.model]["run_id"], {f"test_{m}": getattr(row, m) for m in METRICS})
+    for model, scores in board_metrics(board).items():
+        if model in runs:
+            log_metrics(client, runs[model]["run_id"], {f"test_{m}": v for m, v in scores.items()})
     best = board.iloc[0]
     parent = (runs.get(best["model"]) or next(iter(runs.values())))["parent_run_id"]
-    for artifact in ("leaderboard.csv", "leaderboard.md", "metrics.json", "forecast_vs_actual.png"):
+    for artifact in EVALUATION_ARTIFACTS:
         client.log_artifact(parent, str(layout.evaluation / artifact), "evaluation")
     log_metrics(client, parent, {f"best_test_{m}": float(best[m]) for m in METRICS})
     client.set_tag(parent, "seqpipe.best_model", best["model"])

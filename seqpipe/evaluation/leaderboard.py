@@ -4,20 +4,36 @@ from __future__ import annotations
 
 import pandas as pd
 
-from seqpipe.evaluation.metrics import METRICS
+KEYS = ("model", "arch", "series_id")
 
 
 def build_leaderboard(per_series: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """Aggregate per-series scores (columns: model, arch, series_id, metrics) into the mean per model."""
-    board = per_series.groupby(["model", "arch"], sort=False)[list(METRICS)].mean().reset_index()
+    """Aggregate per-series scores (columns: model, arch, series_id, metrics) into the mean per model.
+
+    Probabilistic scores (CRPS, coverage) are empty for point forecasters.
+    """
+    scores = [c for c in per_series.columns if c not in KEYS]
+    board = per_series.groupby(["model", "arch"], sort=False)[scores].mean().reset_index()
     board = board.sort_values([metric, "model"], kind="stable").reset_index(drop=True)
     board.insert(0, "rank", range(1, len(board) + 1))
     return board
 
 
+def board_metrics(board: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Each model's scores, leaving out those it has none of (JSON has no NaN)."""
+    scores = [c for c in board.columns if c not in (*KEYS, "rank")]
+    return {row["model"]: {m: float(row[m]) for m in scores if pd.notna(row[m])} for _, row in board.iterrows()}
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return "-" if pd.isna(value) else f"{value:.3f}"
+    return str(value)
+
+
 def to_markdown(board: pd.DataFrame) -> str:
     headers = list(board.columns)
-    rows = [[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row] for row in board.itertuples(index=False)]
+    rows = [[_cell(v) for v in row] for row in board.itertuples(index=False)]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
     return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)]) + "\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-METRICS = ("mase", "smape", "mape")
+METRICS = ("mase", "smape", "mape", "mae", "rmse")
 
 
 def smape(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
@@ -42,5 +42,14 @@ def seasonal_scale(train: pd.DataFrame, season: int) -> pd.Series:
     return train.groupby("series_id", sort=True)["value"].agg(lambda s: scale_of(s.to_numpy()))
 
 
+def mae(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    return np.abs(actual - forecast).mean(axis=1)
+
+
+def rmse(actual: np.ndarray, forecast: np.ndarray) -> np.ndarray:
+    return np.sqrt(((actual - forecast) ** 2).mean(axis=1))
+
+
 def score(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> dict[str, np.ndarray]:
-    return {"mase": mase(actual, forecast, scale), "smape": smape(actual, forecast), "mape": mape(actual, forecast)}
+    return {"mase": mase(actual, forecast, scale), "smape": smape(actual, forecast), "mape": mape(actual, forecast),
+            "mae": mae(actual, forecast), "rmse": rmse(actual, forecast)}

@@ -30,13 +30,43 @@ def plot_forecast_vs_actual(series: pd.DataFrame, forecasts: pd.DataFrame, serie
         ax.plot(history["timestamp"], history["value"], color="black", linewidth=1, label="history")
         ax.plot(actual["timestamp"], actual["value"], color="black", linewidth=2, label="actual")
         for model, part in forecasts[forecasts["series_id"] == series_id].groupby("model", sort=True):
-            ax.plot(part["timestamp"], part["forecast"], linewidth=1.4, linestyle="--", label=model)
+            line, = ax.plot(part["timestamp"], part["forecast"], linewidth=1.4, linestyle="--", label=model)
+            if "lower" in part and part["lower"].notna().all():
+                ax.fill_between(part["timestamp"], part["lower"], part["upper"], color=line.get_color(), alpha=0.15)
         ax.set_title(f"series {series_id}", fontsize=10)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(loc="upper left", fontsize=8, ncol=4)
     fig.suptitle("Test-split forecast vs actual")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_metric_by_model(board: pd.DataFrame, metric: str, path: Path) -> Path:
+    ordered = board.sort_values(metric, ascending=False)
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(ordered) + 1.5))
+    ax.barh(ordered["model"], ordered[metric], color="tab:blue")
+    for y, value in enumerate(ordered[metric]):
+        ax.text(value, y, f" {value:.3f}", va="center", fontsize=8)
+    ax.set_xlabel(f"test {metric} (lower is better)")
+    ax.set_title(f"{metric} by model")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_error_distribution(per_series: pd.DataFrame, metric: str, path: Path) -> Path:
+    """One box per model of its per-series errors: a good mean can hide a long tail."""
+    models = sorted(per_series["model"].unique())
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(models) + 1.5))
+    ax.boxplot([per_series.loc[per_series["model"] == m, metric].dropna() for m in models], vert=False,
+               tick_labels=models, showfliers=True)
+    ax.set_xlabel(f"per-series test {metric}")
+    ax.set_title(f"distribution of {metric} across series")
+    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
