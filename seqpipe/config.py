@@ -129,6 +129,20 @@ class EvaluationConfig(StrictModel):
         return self
 
 
+class ServingConfig(StrictModel):
+    """What the registered model returns besides the mean, when its architecture can sample."""
+
+    quantiles: list[float] = Field([0.1, 0.5, 0.9], description="quantile columns q0.1, q0.5, ... of the forecast")
+    samples: int = Field(200, gt=1)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _quantiles_are_probabilities(self) -> ServingConfig:
+        if not all(0 < q < 1 for q in self.quantiles):
+            raise ValueError(f"serving.quantiles must lie strictly between 0 and 1, got {self.quantiles}")
+        return self
+
+
 class TrackingConfig(StrictModel):
     tracking_uri: str = "sqlite:///mlflow/mlflow.db"
     artifact_root: str = "mlflow/artifacts"
@@ -165,6 +179,7 @@ class PipelineConfig(StrictModel):
     training: TrainingConfig = TrainingConfig()
     models: list[ModelSpec]
     evaluation: EvaluationConfig = EvaluationConfig()
+    serving: ServingConfig = ServingConfig()
     tracking: TrackingConfig = TrackingConfig()
     promotion: PromotionConfig = PromotionConfig()
     schedule: ScheduleConfig = ScheduleConfig()

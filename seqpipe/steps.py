@@ -33,6 +33,7 @@ from seqpipe.data.missing import fill_missing
 from seqpipe.data.frequency import infer_frequency, is_calendar
 from seqpipe.data.validation import Rules, ValidationReport, quarantine_candidates, validate_frame
 from seqpipe.errors import ConfigError, DataValidationError, PredictionError, RegistryError, SeqpipeError
+from seqpipe.evaluation.forecast import QuantileSettings
 from seqpipe.evaluation.gate import GateDecision, decide, diebold_mariano, step_losses
 from seqpipe.evaluation.leaderboard import board_metrics, build_leaderboard, to_markdown
 from seqpipe.evaluation.metrics import METRICS, score, seasonal_scale
@@ -462,7 +463,8 @@ def register(cfg: PipelineConfig) -> str:
             **{f"seqpipe.test_{m}": f"{best[m]:.6f}" for m in METRICS}}
     version = log_and_register(
         client, run["run_id"], cfg.tracking.registered_model,
-        ModelArtifacts(layout.models / best["model"], layout.prepared / "scalers.parquet", prepared.spec.freq, example),
+        ModelArtifacts(layout.models / best["model"], layout.prepared / "scalers.parquet", prepared.spec.freq, example,
+                       QuantileSettings(tuple(cfg.serving.quantiles), cfg.serving.samples, cfg.serving.seed)),
         tags,
     )
     print(f"registered {cfg.tracking.registered_model} version {version} ({best['model']}, "

@@ -54,3 +54,26 @@ def test_evaluate_scores_probabilistic_models_and_draws_the_reviewer_plots(proje
     assert (cvae["lower"] <= cvae["upper"]).all() and forecasts.loc[forecasts["model"] == "seasonal_naive", "lower"].isna().all()
     again = steps.evaluate(cfg)
     pd.testing.assert_frame_equal(board, again)  # sampling is seeded: scores repeat
+
+
+def test_a_registered_sampling_model_serves_quantiles(project):
+    import mlflow
+
+    from seqpipe.tracking.store import connect
+
+    conf = project / "conf"
+    (conf / "models" / "cvae.yaml").write_text(yaml.safe_dump({"arch": "cvae", "params": {"hidden_size": 16, "latent_size": 4}}))
+    pipeline = yaml.safe_load((conf / "pipeline.yaml").read_text())
+    pipeline["models"] = ["cvae"]
+    (conf / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    cfg = load_config(conf)
+    for step in (steps.ingest, steps.validate, steps.prepare, steps.train_all, steps.evaluate):
+        step(cfg)
+    version = steps.register(cfg)
+    connect(cfg)
+    model = mlflow.pyfunc.load_model(f"models:/tiny-forecaster/{version}")
+    history = pd.read_parquet(cfg.data_dir / "validated" / "series.parquet")
+    forecast = model.predict(history)
+    assert list(forecast.columns) == ["series_id", "timestamp", "step", "mean", "q0.1", "q0.5", "q0.9"]
+    assert (forecast["q0.1"] <= forecast["q0.5"]).all() and (forecast["q0.5"] <= forecast["q0.9"]).all()
+    assert "q0.9" in model.metadata.get_output_schema().input_names()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
 
 from seqpipe.data.scaling import Scalers
 from seqpipe.errors import PredictionError
+from seqpipe.evaluation.probabilistic import is_probabilistic, sample_forecasts
 from seqpipe.models.base import Forecaster
 
 PREDICT_BATCH = 4096
@@ -38,9 +41,25 @@ def future_timestamps(last: pd.Series, steps: int, freq: str | None) -> np.ndarr
     return np.concatenate([pd.date_range(stamp, periods=steps + 1, freq=offset)[1:].to_numpy() for stamp in last])
 
 
+@dataclass(frozen=True)
+class QuantileSettings:
+    """Which quantiles a sampling model reports, from how many samples, drawn with which seed."""
+
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+    samples: int = 200
+    seed: int = 0
+
+
+def quantile_column(level: float) -> str:
+    return f"q{level:g}"
+
+
 def forecast_history(model: Forecaster, scalers: Scalers, history: pd.DataFrame, horizon: int, freq: str | None,
-                     max_listed: int = 10) -> pd.DataFrame:
-    """Forecast ``horizon`` steps after the end of each series in a canonical history frame."""
+                     max_listed: int = 10, sampling: QuantileSettings | None = None) -> pd.DataFrame:
+    """Forecast ``horizon`` steps after the end of each series in a canonical history frame.
+
+    A model that can sample also reports the quantiles of ``sampling`` (columns ``q0.1``, ...).
+    """
     missing = [c for c in ("series_id", "timestamp", "value") if c not in history.columns]
     if missing:
         raise PredictionError(f"history is missing columns {missing}; it needs series_id, timestamp, value")
@@ -67,9 +86,15 @@ def forecast_history(model: Forecaster, scalers: Scalers, history: pd.DataFrame,
     scaled = scalers.transform(values, position)
     forecast = inverse_scale(predict_scaled(model, scaled[:, :, None]), position, scalers)[:, :horizon]
     last = frame["timestamp"].iloc[starts + lengths - 1].reset_index(drop=True)
-    return pd.DataFrame({
+    result = pd.DataFrame({
         "series_id": np.repeat(ids, horizon),
         "timestamp": future_timestamps(last, horizon, freq),
         "step": np.tile(np.arange(1, horizon + 1), len(ids)),
         "mean": forecast.ravel(),
     })
+    if sampling and sampling.quantiles and is_probabilistic(model):
+        samples = sample_forecasts(model, scaled[:, :, None], position, scalers, sampling.samples, sampling.seed)
+        levels = np.quantile(samples[:, :, :horizon], sampling.quantiles, axis=1)
+        for level, values in zip(sampling.quantiles, levels):
+            result[quantile_column(level)] = values.ravel()
+    return result

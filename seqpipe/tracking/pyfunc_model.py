@@ -13,7 +13,7 @@ import pandas as pd
 from mlflow.models import set_model
 
 from seqpipe.data.scaling import Scalers
-from seqpipe.evaluation.forecast import forecast_history
+from seqpipe.evaluation.forecast import QuantileSettings, forecast_history
 from seqpipe.models.persistence import load_model
 
 
@@ -21,13 +21,15 @@ class SeqpipeForecaster(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.model = load_model(Path(context.artifacts["model"]))
         self.scalers = Scalers.from_frame(pd.read_parquet(context.artifacts["scalers"]))
-        self.freq = (context.model_config or {}).get("freq")
+        config = context.model_config or {}
+        self.freq = config.get("freq")
+        self.sampling = QuantileSettings(**config["sampling"]) if config.get("sampling") else None
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         # Only a missing horizon means "the model's"; 0 or a negative one is refused downstream.
         requested = (params or {}).get("horizon")
         horizon = self.model.shape.horizon if requested is None else int(requested)
-        return forecast_history(self.model, self.scalers, model_input, horizon, self.freq)
+        return forecast_history(self.model, self.scalers, model_input, horizon, self.freq, sampling=self.sampling)
 
 
 set_model(SeqpipeForecaster())

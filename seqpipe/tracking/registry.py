@@ -12,7 +12,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from mlflow.tracking import MlflowClient
 
 from seqpipe.data.scaling import Scalers
 from seqpipe.errors import RegistryError
-from seqpipe.evaluation.forecast import forecast_history
+from seqpipe.evaluation.forecast import QuantileSettings, forecast_history
 from seqpipe.models.persistence import load_model
 from seqpipe.tracking.runs import active_run
 
@@ -51,6 +51,7 @@ class ModelArtifacts:
     scalers: Path  # the scaler table of the training data
     freq: str | None
     example: pd.DataFrame  # a history frame, the signature's input example
+    sampling: QuantileSettings | None = None  # quantile columns, for models that can sample
 
 
 def registered_version_of(client: MlflowClient, name: str, training_run_id: str) -> str | None:
@@ -82,7 +83,8 @@ def log_and_register(client: MlflowClient, run_id: str, name: str, artifacts: Mo
 def _register(client: MlflowClient, run_id: str, name: str, artifacts: ModelArtifacts, tags: dict[str, str]) -> str:
     model = load_model(artifacts.model_dir)
     scalers = Scalers.from_frame(pd.read_parquet(artifacts.scalers))
-    example_output = forecast_history(model, scalers, artifacts.example, model.shape.horizon, artifacts.freq)
+    example_output = forecast_history(model, scalers, artifacts.example, model.shape.horizon, artifacts.freq,
+                                      sampling=artifacts.sampling)
     signature = infer_signature(artifacts.example, example_output, params={"horizon": model.shape.horizon})
     with active_run(run_id):
         info = mlflow.pyfunc.log_model(
@@ -90,7 +92,8 @@ def _register(client: MlflowClient, run_id: str, name: str, artifacts: ModelArti
             python_model=str(PYFUNC_CODE),
             artifacts={"model": str(artifacts.model_dir), "scalers": str(artifacts.scalers)},
             code_paths=[str(PACKAGE_DIR)],
-            model_config={"freq": artifacts.freq},
+            model_config={"freq": artifacts.freq,
+                          "sampling": asdict(artifacts.sampling) if artifacts.sampling else None},
             signature=signature,
             input_example=artifacts.example,
             pip_requirements=SERVING_REQUIREMENTS,
