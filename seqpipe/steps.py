@@ -461,12 +461,15 @@ def register(cfg: PipelineConfig) -> str:
     tags = {**trained_from, "seqpipe.model": best["model"], "seqpipe.arch": best["arch"],
             "seqpipe.pipeline_run_id": run["parent_run_id"], "seqpipe.training_run_id": run["run_id"],
             **{f"seqpipe.test_{m}": f"{best[m]:.6f}" for m in METRICS}}
-    version = log_and_register(
-        client, run["run_id"], cfg.tracking.registered_model,
-        ModelArtifacts(layout.models / best["model"], layout.prepared / "scalers.parquet", prepared.spec.freq, example,
-                       QuantileSettings(tuple(cfg.serving.quantiles), cfg.serving.samples, cfg.serving.seed)),
-        tags,
-    )
+    with tempfile.TemporaryDirectory() as scratch:
+        config = write_json(Path(scratch) / "pipeline.json", cfg.model_dump(mode="json", exclude={"root", "conf_dir"}))
+        version = log_and_register(
+            client, run["run_id"], cfg.tracking.registered_model,
+            ModelArtifacts(layout.models / best["model"], layout.prepared / "scalers.parquet", prepared.spec.freq,
+                           example, QuantileSettings(tuple(cfg.serving.quantiles), cfg.serving.samples, cfg.serving.seed),
+                           config),
+            tags,
+        )
     print(f"registered {cfg.tracking.registered_model} version {version} ({best['model']}, "
           f"test {cfg.evaluation.metric} {best[cfg.evaluation.metric]:.4f}) with alias 'challenger'")
     return version

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 import math
 
 import numpy as np
@@ -77,3 +78,5 @@ def test_a_registered_sampling_model_serves_quantiles(project):
     assert list(forecast.columns) == ["series_id", "timestamp", "step", "mean", "q0.1", "q0.5", "q0.9"]
     assert (forecast["q0.1"] <= forecast["q0.5"]).all() and (forecast["q0.5"] <= forecast["q0.9"]).all()
     assert "q0.9" in model.metadata.get_output_schema().input_names()
+    config_artifact = Path(mlflow.artifacts.download_artifacts(f"models:/tiny-forecaster/{version}")) / "artifacts" / "pipeline.json"
+    assert json.loads(config_artifact.read_text())["models"][0]["arch"] == "cvae"

@@ -52,6 +52,7 @@ class ModelArtifacts:
     freq: str | None
     example: pd.DataFrame  # a history frame, the signature's input example
     sampling: QuantileSettings | None = None  # quantile columns, for models that can sample
+    config: Path | None = None  # the pipeline config the model was trained under, as JSON
 
 
 def registered_version_of(client: MlflowClient, name: str, training_run_id: str) -> str | None:
@@ -90,7 +91,8 @@ def _register(client: MlflowClient, run_id: str, name: str, artifacts: ModelArti
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
-            artifacts={"model": str(artifacts.model_dir), "scalers": str(artifacts.scalers)},
+            artifacts={"model": str(artifacts.model_dir), "scalers": str(artifacts.scalers),
+                       **({"config": str(artifacts.config)} if artifacts.config else {})},
             code_paths=[str(PACKAGE_DIR)],
             model_config={"freq": artifacts.freq,
                           "sampling": asdict(artifacts.sampling) if artifacts.sampling else None},
