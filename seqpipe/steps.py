@@ -78,6 +78,7 @@ VALIDATED_FILE = "series.parquet"
 @dataclass(frozen=True)
 class Layout:
     """Where each step writes, under the configured data folder."""
+
     raw: Path
     validated: Path
     quarantine: Path

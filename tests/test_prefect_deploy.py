@@ -65,17 +65,16 @@ def test_deploy_uses_the_configured_cron(project, prefect_api):
     deployed = run_cli("deploy", "--work-pool", "retrain-pool", "--conf", str(project / "conf"), cwd=project, env=env)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
 
-    os.environ["PREFECT_API_URL"] = url
-    try:
-        from prefect.client.orchestration import get_client
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-        async def read():
-            async with get_client() as client:
-                return await client.read_deployment_by_name("seqpipe-retrain/retrain")
+    async def read():
+        async with get_client() as client:
+            return await client.read_deployment_by_name("seqpipe-retrain/retrain")
 
+    # Prefect reads its settings once per process; the environment alone would not redirect it.
+    with temporary_settings(updates={PREFECT_API_URL: url}):
         deployment = asyncio.run(read())
-    finally:
-        del os.environ["PREFECT_API_URL"]
     [schedule] = deployment.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("15 4 * * 2", "Europe/Paris")
     assert deployment.work_pool_name == "retrain-pool"
