@@ -7,6 +7,7 @@ written into a staging file or folder and swapped in only when complete.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass, replace
@@ -20,7 +21,7 @@ from mlflow.exceptions import MlflowException
 
 from seqpipe.config import PipelineConfig, SourceConfig
 from seqpipe.data.catalog import SeriesSpec, series_spec
-from seqpipe.data.prepare import load_prepared, prepare_frame, save_prepared
+from seqpipe.data.prepare import META_FILE, PreparedData, load_prepared, prepare_frame, save_prepared
 from seqpipe.data.snapshot import Manifest, read_manifest, read_snapshot, write_snapshot
 from seqpipe.data.sources import read_source, read_table
 from seqpipe.data.missing import fill_missing
@@ -58,12 +59,13 @@ class Layout:
     prepared: Path
     models: Path
     evaluation: Path
+    checkpoints: Path
 
     @classmethod
     def of(cls, cfg: PipelineConfig) -> Layout:
         root = cfg.data_dir
         return cls(root / "raw", root / "validated", root / "quarantine", root / "reports" / "validation", root / "prepared",
-                   root / "models", root / "evaluation")
+                   root / "models", root / "evaluation", root / "checkpoints")
 
 
 # -- ingest -------------------------------------------------------------------------------------
@@ -260,10 +262,11 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
             **{f"data.{k}": v for k, v in asdict(prepared.spec).items()},
             "train_windows": len(prepared.train), "parameters": sum(p.numel() for p in model.parameters()),
         })
+        checkpoint = layout.checkpoints / f"{name}.pt"
         with active_run(run_id, system_metrics=cfg.tracking.system_metrics and model.trainable):
             result = fit(
                 model, (prepared.train.x, prepared.train.y), (prepared.val.x, prepared.val.y), _settings(cfg),
-                name=name,
+                name=name, checkpoint=checkpoint, signature=_checkpoint_signature(cfg, name, prepared, layout),
                 on_epoch=lambda e: log_metrics(client, run_id, {"train_loss": e.train_loss, "val_loss": e.val_loss,
                                                                 "learning_rate": e.learning_rate}, step=e.epoch),
             )
@@ -275,11 +278,24 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
             save_model(model.cpu(), staging)
             (staging / RUN_FILE).write_text(json.dumps(summary, indent=2) + "\n")
             (staging / HISTORY_FILE).write_text(json.dumps([asdict(e) for e in result.history], indent=2) + "\n")
+        # Only once the model is saved: until then a rerun should pick up where this one died.
+        checkpoint.unlink(missing_ok=True)
     except BaseException:
         finish_run(client, run_id, succeeded=False)
         raise
     finish_run(client, run_id, succeeded=True)
     return summary
+
+
+def _checkpoint_signature(cfg: PipelineConfig, name: str, prepared: PreparedData, layout: Layout) -> dict:
+    """What a checkpoint must have been trained on to be resumed; anything else starts afresh."""
+    # Progress printing and thread count change nothing about the weights.
+    training = cfg.training.model_dump(mode="json", exclude={"progress", "num_threads"})
+    spec = cfg.model(name).model_dump(mode="json")
+    payload = json.dumps({"training": training, "model": spec}, sort_keys=True)
+    return {"config": hashlib.sha256(payload.encode()).hexdigest()[:16], "arch": spec["arch"],
+            "shape": [prepared.spec.lookback, prepared.spec.horizon, prepared.spec.season],
+            "dataset": read_json(layout.prepared / META_FILE)["dataset"], "train_windows": len(prepared.train)}
 
 
 def train_all(cfg: PipelineConfig, parent_run_id: str | None = None) -> list[dict]:
