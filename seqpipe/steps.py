@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from seqpipe.data.missing import fill_missing
 from seqpipe.data.frequency import infer_frequency, is_calendar
 from seqpipe.data.validation import Rules, ValidationReport, quarantine_candidates, validate_frame
 from seqpipe.errors import ConfigError, DataValidationError, PredictionError, RegistryError
+from seqpipe.evaluation.classical import classical_forecast, is_classical
+from seqpipe.evaluation.classical import parse_params as classical_params
 from seqpipe.evaluation.forecast import inverse_scale, predict_scaled
 from seqpipe.evaluation.leaderboard import build_leaderboard, to_markdown
 from seqpipe.evaluation.metrics import METRICS, score, seasonal_scale
@@ -47,6 +50,7 @@ HISTORY_FILE = "history.json"
 REPORT_FILE = "report.json"
 DOCS_DIR = "data_docs"
 VALIDATED_FILE = "series.parquet"
+CLASSICAL_FORECASTS = "forecasts.npy"
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,8 @@ def _settings(cfg: PipelineConfig) -> TrainSettings:
 def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str | None = None) -> dict:
     """Train one configured model in its own child run; write ``data/models/<name>/``."""
     spec_cfg = cfg.model(name)
+    if is_classical(spec_cfg.arch):
+        return _fit_classical(cfg, name, parent_run_id, flow_run_id)
     layout = Layout.of(cfg)
     spec = series_spec(cfg.data)
     seed_everything(cfg.training.seed, cfg.training.num_threads)
@@ -247,11 +253,7 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
         model = build_model(spec_cfg.arch, ProblemShape(spec.lookback, spec.horizon, spec.season), spec_cfg.params)
     except ValueError as exc:
         raise ConfigError(f"{cfg.model_file(name)}: {exc}") from None
-    prepared = load_prepared(layout.prepared)
-    made_for = (prepared.spec.lookback, prepared.spec.horizon, prepared.spec.season)
-    if made_for != (spec.lookback, spec.horizon, spec.season):
-        raise ConfigError(f"{layout.prepared} was prepared for (lookback, horizon, season) = {made_for}, "
-                          f"the config now says {(spec.lookback, spec.horizon, spec.season)}: run `seqpipe prepare` again")
+    prepared = _load_prepared_for(cfg, layout)
 
     client, experiment_id = connect(cfg)
     run_id = create_run(client, experiment_id, name, _lineage(cfg, flow_run_id), parent_id=parent_run_id)
@@ -284,6 +286,53 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
         finish_run(client, run_id, succeeded=False)
         raise
     finish_run(client, run_id, succeeded=True)
+    return summary
+
+
+def _load_prepared_for(cfg: PipelineConfig, layout: Layout) -> PreparedData:
+    spec = series_spec(cfg.data)
+    prepared = load_prepared(layout.prepared)
+    made_for = (prepared.spec.lookback, prepared.spec.horizon, prepared.spec.season)
+    if made_for != (spec.lookback, spec.horizon, spec.season):
+        raise ConfigError(f"{layout.prepared} was prepared for (lookback, horizon, season) = {made_for}, "
+                          f"the config now says {(spec.lookback, spec.horizon, spec.season)}: run `seqpipe prepare` again")
+    return prepared
+
+
+def _fit_classical(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str | None) -> dict:
+    """Fit a classical reference per series on train + validation; write its test forecasts.
+
+    Nothing here is a torch model: ``data/models/<name>/`` holds the forecasts that
+    ``evaluate`` scores, and ``register`` passes over it.
+    """
+    spec_cfg = cfg.model(name)
+    try:
+        params = classical_params(spec_cfg.arch, spec_cfg.params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{cfg.model_file(name)}: {exc}") from None
+    layout = Layout.of(cfg)
+    prepared = _load_prepared_for(cfg, layout)
+    client, experiment_id = connect(cfg)
+    run_id = create_run(client, experiment_id, name, _lineage(cfg, flow_run_id), parent_id=parent_run_id)
+    try:
+        log_params(client, run_id, {"arch": spec_cfg.arch, "fitted_on": "train+val",
+                                    **{f"model.{k}": v for k, v in asdict(params).items()},
+                                    **{f"data.{k}": v for k, v in asdict(prepared.spec).items()}})
+        started = time.perf_counter()
+        forecast = classical_forecast(spec_cfg.arch, params, prepared.frame, prepared.scalers.series_ids,
+                                      prepared.spec.horizon, prepared.spec.season)
+        seconds = time.perf_counter() - started
+        log_metrics(client, run_id, {"fit_seconds": seconds})
+        summary = {"name": name, "arch": spec_cfg.arch, "run_id": run_id, "parent_run_id": parent_run_id,
+                   "device": "cpu", "fitted_on": "train+val", "seconds": seconds}
+        with atomic_dir(layout.models / name) as staging:
+            np.save(staging / CLASSICAL_FORECASTS, forecast)
+            (staging / RUN_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    except BaseException:
+        finish_run(client, run_id, succeeded=False)
+        raise
+    finish_run(client, run_id, succeeded=True)
+    print(f"[{name}] fitted {len(forecast)} series in {seconds:.1f}s")
     return summary
 
 
@@ -334,8 +383,14 @@ def evaluate(cfg: PipelineConfig) -> pd.DataFrame:
         if not (model_dir / RUN_FILE).is_file():
             raise ConfigError(f"{model_dir}: model '{spec.name}' has not been trained; run `seqpipe train` first")
         runs[spec.name] = read_json(model_dir / RUN_FILE)
-        model = load_model(model_dir)
-        forecast = inverse_scale(predict_scaled(model, prepared.test.x), prepared.test.series, prepared.scalers)
+        if is_classical(spec.arch):
+            forecast = np.load(model_dir / CLASSICAL_FORECASTS)
+            if forecast.shape != actual.shape:
+                raise ConfigError(f"{model_dir}: forecasts of shape {forecast.shape} do not fit the test split "
+                                  f"{actual.shape}; run `seqpipe train` again")
+        else:
+            model = load_model(model_dir)
+            forecast = inverse_scale(predict_scaled(model, prepared.test.x), prepared.test.series, prepared.scalers)
         scores = score(actual, forecast, scale)
         per_series.append(pd.DataFrame({"model": spec.name, "arch": spec.arch, "series_id": ids, **scores}))
         forecasts.append(test_rows[["series_id", "timestamp"]].assign(model=spec.name, forecast=forecast.ravel(),
@@ -371,10 +426,22 @@ def evaluate(cfg: PipelineConfig) -> pd.DataFrame:
 # -- register / promote / predict ----------------------------------------------------------------
 
 def register(cfg: PipelineConfig) -> str:
-    """Register the leaderboard's winner as a new model version with the alias ``challenger``."""
+    """Register the best registrable model as a new model version with the alias ``challenger``.
+
+    Classical references rank on the leaderboard but are not torch forecasters, so the
+    best model below them is registered instead, and the log says so.
+    """
     layout = Layout.of(cfg)
     board = pd.read_csv(layout.evaluation / "leaderboard.csv")
-    best = board.iloc[0]
+    registrable = board[~board["arch"].map(is_classical)]
+    if registrable.empty:
+        raise RegistryError(f"{layout.evaluation / 'leaderboard.csv'} lists only classical references, "
+                            "which cannot be registered: configure at least one neural or baseline model")
+    best = registrable.iloc[0]
+    top = board.iloc[0]
+    if top["model"] != best["model"]:
+        print(f"note: {top['model']} (classical, test {cfg.evaluation.metric} {top[cfg.evaluation.metric]:.4f}) tops "
+              f"the leaderboard but cannot be registered; registering {best['model']} (rank {best['rank']})")
     run = read_json(layout.models / best["model"] / RUN_FILE)
     prepared = load_prepared(layout.prepared)
     example_ids = prepared.scalers.series_ids[:2]
