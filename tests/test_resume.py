@@ -8,10 +8,12 @@ from seqpipe.training import TrainSettings, fit, seed_everything
 from tests.test_models import SHAPE, _seasonal_windows
 
 SETTINGS = TrainSettings(max_epochs=4, batch_size=32, patience=10, progress=False)
-# dropout draws from the global RNG and the GAN from both that and two optimizers.
+# Dropout draws from the global RNG; the GAN has two optimizers and draws noise; the DBN
+# pre-trains before the first epoch, which a resumed run skips (the weights hold its result).
 MODELS = {
     "lstm": {"hidden_size": 8, "num_layers": 2, "dropout": 0.2},
     "gan": {},
+    "dbn": {"hidden_sizes": [16, 8], "pretrain_epochs": 1},
 }
 
 
