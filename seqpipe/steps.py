@@ -7,6 +7,7 @@ written into a staging file or folder and swapped in only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -282,6 +283,8 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
             (staging / HISTORY_FILE).write_text(json.dumps([asdict(e) for e in result.history], indent=2) + "\n")
         # Only once the model is saved: until then a rerun should pick up where this one died.
         checkpoint.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # other models' checkpoints may still be there
+            checkpoint.parent.rmdir()
     except BaseException:
         finish_run(client, run_id, succeeded=False)
         raise

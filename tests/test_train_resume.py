@@ -58,4 +58,4 @@ def test_train_resumes_after_a_kill_and_ignores_a_stale_checkpoint(cfg, project,
     steps.train(load_config(project / "conf"), "lstm", parent)
     out = capsys.readouterr().out
     assert "ignoring checkpoint" in out and "resuming" not in out
-    assert not checkpoint.exists()
+    assert not checkpoint.parent.exists()
