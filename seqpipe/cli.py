@@ -190,10 +190,13 @@ def models() -> None:
     import dataclasses
     import json
 
+    from seqpipe.evaluation.classical import CLASSICAL
     from seqpipe.models import ARCHITECTURES
 
     for name, cls in ARCHITECTURES.items():
         print(f"{name:<16} {json.dumps(dataclasses.asdict(cls.Params()))}")
+    for name, params in CLASSICAL.items():
+        print(f"{name:<16} {json.dumps(dataclasses.asdict(params()))}  (classical reference: scored, never registered)")
 
 
 @app.command()

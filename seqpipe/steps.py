@@ -7,6 +7,7 @@ written into a staging file or folder and swapped in only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,13 +28,15 @@ from mlflow.exceptions import MlflowException
 
 from seqpipe.config import PipelineConfig, SourceConfig
 from seqpipe.data.catalog import SeriesSpec, series_spec
-from seqpipe.data.prepare import META_FILE, load_prepared, prepare_frame, save_prepared
+from seqpipe.data.prepare import META_FILE, PreparedData, load_prepared, prepare_frame, save_prepared
 from seqpipe.data.snapshot import Manifest, read_manifest, read_snapshot, write_snapshot
 from seqpipe.data.sources import read_source, read_table
 from seqpipe.data.missing import fill_missing
 from seqpipe.data.frequency import infer_frequency, is_calendar
 from seqpipe.data.validation import Rules, ValidationReport, quarantine_candidates, validate_frame
 from seqpipe.errors import ConfigError, DataValidationError, PredictionError, RegistryError, SeqpipeError
+from seqpipe.evaluation.classical import classical_forecast, is_classical
+from seqpipe.evaluation.classical import parse_params as classical_params
 from seqpipe.evaluation.forecast import QuantileSettings
 from seqpipe.evaluation.gate import GateDecision, decide, diebold_mariano, step_losses
 from seqpipe.evaluation.leaderboard import board_metrics, build_leaderboard, to_markdown
@@ -43,7 +47,7 @@ from seqpipe.evaluation.plots import (
     plot_metric_by_model,
     sample_series,
 )
-from seqpipe.evaluation.scoring import score_forecaster
+from seqpipe.evaluation.scoring import ModelScores, score_forecaster
 from seqpipe.io import atomic_dir, folder_md5, read_json, write_json, write_table
 from seqpipe.models import ProblemShape, build_model
 from seqpipe.models.persistence import SPEC_FILE, load_model, save_model
@@ -73,6 +77,7 @@ DOCS_DIR = "data_docs"
 EVALUATION_ARTIFACTS = ("leaderboard.csv", "leaderboard.md", "metrics.json", "forecast_vs_actual.png",
                         "metric_by_model.png", "error_distribution.png")
 VALIDATED_FILE = "series.parquet"
+CLASSICAL_FORECASTS = "forecasts.npy"
 
 
 @dataclass(frozen=True)
@@ -87,12 +92,13 @@ class Layout:
     models: Path
     runs: Path  # MLflow run ids per trained model: local bookkeeping, not a DVC output
     evaluation: Path
+    checkpoints: Path
 
     @classmethod
     def of(cls, cfg: PipelineConfig) -> Layout:
         root = cfg.data_dir
         return cls(root / "raw", root / "validated", root / "quarantine", root / "reports" / "validation", root / "prepared",
-                   root / "models", root / "runs", root / "evaluation")
+                   root / "models", root / "runs", root / "evaluation", root / "checkpoints")
 
 
 # -- ingest -------------------------------------------------------------------------------------
@@ -266,6 +272,8 @@ def _settings(cfg: PipelineConfig) -> TrainSettings:
 def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str | None = None) -> dict:
     """Train one configured model in its own child run; write ``data/models/<name>/``."""
     spec_cfg = cfg.model(name)
+    if is_classical(spec_cfg.arch):
+        return _fit_classical(cfg, name, parent_run_id, flow_run_id)
     layout = Layout.of(cfg)
     spec = series_spec(cfg.data)
     seed_everything(cfg.training.seed, cfg.training.num_threads)
@@ -274,11 +282,7 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
         model = build_model(spec_cfg.arch, ProblemShape(spec.lookback, spec.horizon, spec.season), spec_cfg.params)
     except ValueError as exc:
         raise ConfigError(f"{cfg.model_file(name)}: {exc}") from None
-    prepared = load_prepared(layout.prepared)
-    made_for = (prepared.spec.lookback, prepared.spec.horizon, prepared.spec.season)
-    if made_for != (spec.lookback, spec.horizon, spec.season):
-        raise ConfigError(f"{layout.prepared} was prepared for (lookback, horizon, season) = {made_for}, "
-                          f"the config now says {(spec.lookback, spec.horizon, spec.season)}: run `seqpipe prepare` again")
+    prepared = _load_prepared_for(cfg, layout)
 
     client, experiment_id = connect(cfg)
     tags = {**_lineage(cfg, flow_run_id), PREPARED_TAG: folder_md5(layout.prepared)}
@@ -290,10 +294,11 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
             **{f"data.{k}": v for k, v in asdict(prepared.spec).items()},
             "train_windows": len(prepared.train), "parameters": sum(p.numel() for p in model.parameters()),
         })
+        checkpoint = layout.checkpoints / f"{name}.pt"
         with active_run(run_id, system_metrics=cfg.tracking.system_metrics and model.trainable):
             result = fit(
                 model, (prepared.train.x, prepared.train.y), (prepared.val.x, prepared.val.y), _settings(cfg),
-                name=name,
+                name=name, checkpoint=checkpoint, signature=_checkpoint_signature(cfg, name, prepared, layout),
                 on_epoch=lambda e: log_metrics(client, run_id, {"train_loss": e.train_loss, "val_loss": e.val_loss,
                                                                 "learning_rate": e.learning_rate}, step=e.epoch),
             )
@@ -309,11 +314,73 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
                    "device": result.device, "best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
                    "model_md5": folder_md5(layout.models / name)}
         write_json(layout.runs / f"{name}.json", summary)
+        # Only once the model is saved: until then a rerun should pick up where this one died.
+        checkpoint.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # other models' checkpoints may still be there
+            checkpoint.parent.rmdir()
     except BaseException:
         finish_run(client, run_id, succeeded=False)
         raise
     finish_run(client, run_id, succeeded=True)
     return summary
+
+
+def _load_prepared_for(cfg: PipelineConfig, layout: Layout) -> PreparedData:
+    spec = series_spec(cfg.data)
+    prepared = load_prepared(layout.prepared)
+    made_for = (prepared.spec.lookback, prepared.spec.horizon, prepared.spec.season)
+    if made_for != (spec.lookback, spec.horizon, spec.season):
+        raise ConfigError(f"{layout.prepared} was prepared for (lookback, horizon, season) = {made_for}, "
+                          f"the config now says {(spec.lookback, spec.horizon, spec.season)}: run `seqpipe prepare` again")
+    return prepared
+
+
+def _fit_classical(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str | None) -> dict:
+    """Fit a classical reference per series on train + validation; write its test forecasts.
+
+    Nothing here is a torch model: ``data/models/<name>/`` holds the forecasts that
+    ``evaluate`` scores, and ``register`` passes over it.
+    """
+    spec_cfg = cfg.model(name)
+    try:
+        params = classical_params(spec_cfg.arch, spec_cfg.params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{cfg.model_file(name)}: {exc}") from None
+    layout = Layout.of(cfg)
+    prepared = _load_prepared_for(cfg, layout)
+    client, experiment_id = connect(cfg)
+    run_id = create_run(client, experiment_id, name, _lineage(cfg, flow_run_id), parent_id=parent_run_id)
+    try:
+        log_params(client, run_id, {"arch": spec_cfg.arch, "fitted_on": "train+val",
+                                    **{f"model.{k}": v for k, v in asdict(params).items()},
+                                    **{f"data.{k}": v for k, v in asdict(prepared.spec).items()}})
+        started = time.perf_counter()
+        forecast = classical_forecast(spec_cfg.arch, params, prepared.frame, prepared.scalers.series_ids,
+                                      prepared.spec.horizon, prepared.spec.season)
+        seconds = time.perf_counter() - started
+        log_metrics(client, run_id, {"fit_seconds": seconds})
+        with atomic_dir(layout.models / name) as staging:
+            np.save(staging / CLASSICAL_FORECASTS, forecast)
+        summary = {"name": name, "arch": spec_cfg.arch, "run_id": run_id, "parent_run_id": parent_run_id,
+                   "device": "cpu", "fitted_on": "train+val", "model_md5": folder_md5(layout.models / name)}
+        write_json(layout.runs / f"{name}.json", summary)
+    except BaseException:
+        finish_run(client, run_id, succeeded=False)
+        raise
+    finish_run(client, run_id, succeeded=True)
+    print(f"[{name}] fitted {len(forecast)} series in {seconds:.1f}s")
+    return summary
+
+
+def _checkpoint_signature(cfg: PipelineConfig, name: str, prepared: PreparedData, layout: Layout) -> dict:
+    """What a checkpoint must have been trained on to be resumed; anything else starts afresh."""
+    # Progress printing and thread count change nothing about the weights.
+    training = cfg.training.model_dump(mode="json", exclude={"progress", "num_threads"})
+    spec = cfg.model(name).model_dump(mode="json")
+    payload = json.dumps({"training": training, "model": spec}, sort_keys=True)
+    return {"config": hashlib.sha256(payload.encode()).hexdigest()[:16], "arch": spec["arch"],
+            "shape": [prepared.spec.lookback, prepared.spec.horizon, prepared.spec.season],
+            "dataset": read_json(layout.prepared / META_FILE)["dataset"], "train_windows": len(prepared.train)}
 
 
 def train_all(cfg: PipelineConfig, parent_run_id: str | None = None, names: list[str] | None = None) -> list[dict]:
@@ -372,13 +439,20 @@ def evaluate(cfg: PipelineConfig) -> pd.DataFrame:
     runs, per_series, forecasts = {}, [], []
     for spec in cfg.models:
         model_dir = layout.models / spec.name
-        if not (model_dir / SPEC_FILE).is_file():
+        if not ((model_dir / SPEC_FILE).is_file() or (model_dir / CLASSICAL_FORECASTS).is_file()):
             raise ConfigError(f"{model_dir}: model '{spec.name}' has not been trained; run `seqpipe train` first")
         record = training_record(cfg, spec.name)
         if record:
             runs[spec.name] = record
-        model = load_model(model_dir)
-        scored = score_forecaster(model, prepared.test, prepared.scalers, actual, scale, cfg.evaluation)
+        if is_classical(spec.arch):
+            forecast = np.load(model_dir / CLASSICAL_FORECASTS)
+            if forecast.shape != actual.shape:
+                raise ConfigError(f"{model_dir}: forecasts of shape {forecast.shape} do not fit the test split "
+                                  f"{actual.shape}; run `seqpipe train` again")
+            scored = ModelScores(score(actual, forecast, scale), forecast, None, None)
+        else:
+            scored = score_forecaster(load_model(model_dir), prepared.test, prepared.scalers, actual, scale,
+                                      cfg.evaluation)
         per_series.append(pd.DataFrame({"model": spec.name, "arch": spec.arch, "series_id": ids, **scored.scores}))
         forecasts.append(test_rows[["series_id", "timestamp"]].assign(
             model=spec.name, forecast=scored.forecast.ravel(), actual=actual.ravel(),
@@ -440,14 +514,24 @@ def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, di
 # -- register / promote / predict ----------------------------------------------------------------
 
 def register(cfg: PipelineConfig) -> str:
-    """Register the leaderboard's winner as a new model version with the alias ``challenger``.
+    """Register the best registrable model as a new model version with the alias ``challenger``.
 
-    Retrying is safe: the winner's training run keeps the version it already has.
+    Classical references rank on the leaderboard but are not torch forecasters, so the
+    best model below them is registered instead, and the log says so. Retrying is safe:
+    the winner's training run keeps the version it already has.
     """
     client, _ = connect(cfg)  # an unreachable store fails here, before anything is logged
     layout = Layout.of(cfg)
     board = pd.read_csv(layout.evaluation / "leaderboard.csv")
-    best = board.iloc[0]
+    registrable = board[~board["arch"].map(is_classical)]
+    if registrable.empty:
+        raise RegistryError(f"{layout.evaluation / 'leaderboard.csv'} lists only classical references, "
+                            "which cannot be registered: configure at least one neural or baseline model")
+    best = registrable.iloc[0]
+    top = board.iloc[0]
+    if top["model"] != best["model"]:
+        print(f"note: {top['model']} (classical, test {cfg.evaluation.metric} {top[cfg.evaluation.metric]:.4f}) tops "
+              f"the leaderboard but cannot be registered; registering {best['model']} (rank {best['rank']})")
     run = training_record(cfg, best["model"])
     if run is None:
         raise RegistryError(f"no MLflow training run is recorded here for the model now in {layout.models / best['model']}; "

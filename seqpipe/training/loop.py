@@ -13,7 +13,9 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,8 +111,15 @@ def fit(
     *,
     name: str = "model",
     on_epoch: Callable[[EpochLog], None] | None = None,
+    checkpoint: Path | None = None,
+    signature: dict[str, Any] | None = None,
 ) -> FitResult:
-    """Train ``model`` in place and leave it holding its best (lowest validation loss) weights."""
+    """Train ``model`` in place and leave it holding its best (lowest validation loss) weights.
+
+    With ``checkpoint``, every finished epoch is saved there; a later call with the same
+    path (after a kill) resumes at the next epoch and ends exactly as an uninterrupted run
+    would. A checkpoint whose ``signature`` differs from the one given is discarded.
+    """
     started = time.perf_counter()
     device = resolve_device(settings.device)
     model.to(device)
@@ -124,7 +133,9 @@ def fit(
         return FitResult(str(device), 0, loss, 0, False, time.perf_counter() - started)
 
     generator = torch.Generator().manual_seed(settings.seed)
-    model.pretrain(train_x, train_y, lambda: [i.to(device) for i in _batches(len(train_x), settings.batch_size, generator)])
+    saved = _read_checkpoint(checkpoint, signature or {}, settings, name)
+    if saved is None:
+        model.pretrain(train_x, train_y, lambda: [i.to(device) for i in _batches(len(train_x), settings.batch_size, generator)])
     optimizers = model.configure_optimizers(settings.learning_rate, settings.weight_decay)
     schedulers = [
         torch.optim.lr_scheduler.ReduceLROnPlateau(o, factor=LR_DECAY_FACTOR, patience=LR_DECAY_PATIENCE)
@@ -133,6 +144,23 @@ def fit(
     best_loss, best_epoch, best_state = float("inf"), 0, copy.deepcopy(model.state_dict())
     history: list[EpochLog] = []
     stopped_early = False
+    first_epoch = 1
+    if saved is not None:
+        # Pre-training already happened before the checkpoint: its result is in the weights.
+        model.load_state_dict(saved["model"])
+        for optimizer, state in zip(optimizers, saved["optimizers"], strict=True):
+            optimizer.load_state_dict(state)
+        for scheduler, state in zip(schedulers, saved["schedulers"], strict=True):
+            scheduler.load_state_dict(state)
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        if device.type == "cuda" and saved["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(saved["cuda_rng"], device)
+        best_loss, best_epoch, best_state = saved["best_loss"], saved["best_epoch"], saved["best_state"]
+        history = [EpochLog(**entry) for entry in saved["history"]]
+        stopped_early = saved["stopped_early"]
+        first_epoch = saved["epoch"] + 1
+        _say(settings, f"[{name}] resuming from {checkpoint} after epoch {saved['epoch']}")
 
     def step(loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -144,7 +172,9 @@ def fit(
             torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
         optimizer.step()
 
-    for epoch in range(1, settings.max_epochs + 1):
+    for epoch in range(first_epoch, settings.max_epochs + 1):
+        if stopped_early:
+            break
         epoch_start = time.perf_counter()
         model.train()
         running = 0.0
@@ -158,24 +188,55 @@ def fit(
             scheduler.step(val_loss)
         log = EpochLog(epoch, running / len(train_x), val_loss, optimizers[0].param_groups[0]["lr"], time.perf_counter() - epoch_start)
         history.append(log)
-        if on_epoch:
-            on_epoch(log)
         improved = val_loss < best_loss
         if improved:
             best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
+        stopped_early = epoch - best_epoch >= settings.patience
+        if checkpoint is not None:
+            _write_checkpoint(checkpoint, {
+                "signature": signature or {}, "epoch": epoch, "model": model.state_dict(),
+                "optimizers": [o.state_dict() for o in optimizers], "schedulers": [s.state_dict() for s in schedulers],
+                "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "best_loss": best_loss, "best_epoch": best_epoch, "best_state": best_state,
+                "history": [asdict(entry) for entry in history], "stopped_early": stopped_early,
+            })
+        # After the checkpoint, so a caller that dies here has lost no finished epoch.
+        if on_epoch:
+            on_epoch(log)
         _say(
             settings,
             f"[{name}] epoch {epoch:>3}/{settings.max_epochs}  train {log.train_loss:.4f}  val {val_loss:.4f}"
             f"{' *' if improved else '  '}  lr {log.learning_rate:.1e}  {log.seconds:.1f}s",
         )
-        if epoch - best_epoch >= settings.patience:
-            stopped_early = True
+        if stopped_early:
             _say(settings, f"[{name}] early stop: no improvement for {settings.patience} epochs")
             break
 
     model.load_state_dict(best_state)
     model.eval()
     return FitResult(str(device), best_epoch, best_loss, len(history), stopped_early, time.perf_counter() - started, history)
+
+
+def _write_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write to a temporary file and swap it in, so a kill mid-write leaves the last good one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(path.name + ".tmp")
+    torch.save(state, staging)
+    os.replace(staging, path)
+
+
+def _read_checkpoint(path: Path | None, signature: dict[str, Any], settings: TrainSettings, name: str) -> dict | None:
+    if path is None or not path.is_file():
+        return None
+    # Tensors, numbers, lists and dicts only: loading never unpickles code.
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved.get("signature") != signature:
+        path.unlink()
+        print(f"[{name}] ignoring checkpoint {path}: it was written for {saved.get('signature')}, "
+              f"this run is {signature}", flush=True)
+        return None
+    return saved
 
 
 def _say(settings: TrainSettings, line: str) -> None:
