@@ -69,3 +69,13 @@ def test_bad_model_param_names_the_model_file_even_outside_conf(tmp_path):
     cfg = load_config(moved)
     with pytest.raises(ConfigError, match=r"settings/models/lstm\.yaml: lstm: unknown params \['hidden'\]"):
         steps.train(cfg, "lstm", parent_run_id="unused")
+
+
+def test_connecting_does_not_export_the_store_to_child_processes(cfg):
+    import os
+
+    from seqpipe.tracking.store import connect
+
+    before = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    connect(cfg)
+    assert {k: os.environ.get(k) for k in before} == before

@@ -19,6 +19,26 @@ SQLITE_PREFIX = "sqlite:///"
 USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
+URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def _point_mlflow_at(uri: str) -> None:
+    """Set MLflow's process-wide URIs without exporting them to child processes.
+
+    ``set_tracking_uri`` and ``set_registry_uri`` also write their variables into
+    os.environ: every ``seqpipe`` (or ``dvc repro``) started afterwards from this process
+    would then log into this config's store instead of its own.
+    """
+    exported = {name: os.environ.get(name) for name in URI_VARIABLES}
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    for name, value in exported.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def tracking_uri(cfg: PipelineConfig) -> str:
     """MLFLOW_TRACKING_URI wins, as MLflow users expect; a relative SQLite path is under the project."""
     uri = USER_TRACKING_URI or cfg.tracking.tracking_uri
@@ -53,8 +73,7 @@ def connect(cfg: PipelineConfig) -> tuple[MlflowClient, str]:
     uri = tracking_uri(cfg)
     if uri.startswith(("http://", "https://")):
         _limit_http_retries(cfg)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    _point_mlflow_at(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
         experiment = client.get_experiment_by_name(cfg.tracking.experiment)
