@@ -433,8 +433,7 @@ def evaluate(cfg: PipelineConfig) -> pd.DataFrame:
     frame = prepared.frame
     ids = prepared.scalers.series_ids
     test_rows = frame[frame["split"] == "test"]
-    actual = test_rows["value"].to_numpy(np.float64).reshape(len(ids), horizon)
-    scale = seasonal_scale(frame[frame["split"] == "train"], prepared.spec.season).reindex(ids).to_numpy()
+    actual, scale = _test_targets(prepared)
 
     runs, per_series, forecasts = {}, [], []
     for spec in cfg.models:
@@ -560,6 +559,15 @@ def register(cfg: PipelineConfig) -> str:
     return version
 
 
+def _test_targets(prepared: PreparedData) -> tuple[np.ndarray, np.ndarray]:
+    """The test actuals (series x horizon) and each series' MASE scale, both in scaler order."""
+    frame = prepared.frame
+    ids = prepared.scalers.series_ids
+    actual = frame.loc[frame["split"] == "test", "value"].to_numpy(np.float64).reshape(len(ids), prepared.spec.horizon)
+    scale = seasonal_scale(frame[frame["split"] == "train"], prepared.spec.season).reindex(ids).to_numpy()
+    return actual, scale
+
+
 def _test_split(cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     """The history before the test split, the test actuals (series x step) and each series' MASE scale."""
     folder = Layout.of(cfg).prepared
@@ -568,11 +576,10 @@ def _test_split(cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Ser
     prepared = load_prepared(folder)
     frame = prepared.frame
     history = frame.loc[frame["split"] != "test", ["series_id", "timestamp", "value"]].reset_index(drop=True)
-    test = frame[frame["split"] == "test"]
-    actual = (test.assign(step=test.groupby("series_id").cumcount() + 1)
-              .pivot(index="series_id", columns="step", values="value"))
-    scale = seasonal_scale(frame[frame["split"] == "train"], prepared.spec.season).reindex(actual.index)
-    return history, actual, scale
+    values, scale = _test_targets(prepared)
+    ids = pd.Index(prepared.scalers.series_ids, name="series_id")
+    actual = pd.DataFrame(values, index=ids, columns=pd.RangeIndex(1, prepared.spec.horizon + 1, name="step"))
+    return history, actual, pd.Series(scale, index=ids)
 
 
 def _forecast_version(cfg: PipelineConfig, version: str, history: pd.DataFrame, actual: pd.DataFrame) -> np.ndarray:

@@ -27,10 +27,6 @@ def predict_scaled(model: Forecaster, x: np.ndarray) -> np.ndarray:
     return np.concatenate(outputs).astype(np.float64)
 
 
-def inverse_scale(scaled: np.ndarray, series: np.ndarray, scalers: Scalers) -> np.ndarray:
-    return scalers.inverse(scaled, series)
-
-
 def future_timestamps(last: pd.Series, steps: int, freq: str | None) -> np.ndarray:
     """``steps`` timestamps after each series' last one: integer steps, or calendar periods of ``freq``."""
     if pd.api.types.is_integer_dtype(last):
@@ -84,7 +80,7 @@ def forecast_history(model: Forecaster, scalers: Scalers, history: pd.DataFrame,
         raise PredictionError(f"{len(broken)} series have missing or non-finite values in their last {lookback} points: {list(broken[:max_listed])}")
 
     scaled = scalers.transform(values, position)
-    forecast = inverse_scale(predict_scaled(model, scaled[:, :, None]), position, scalers)[:, :horizon]
+    forecast = scalers.inverse(predict_scaled(model, scaled[:, :, None]), position)[:, :horizon]
     last = frame["timestamp"].iloc[starts + lengths - 1].reset_index(drop=True)
     result = pd.DataFrame({
         "series_id": np.repeat(ids, horizon),

@@ -12,6 +12,15 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 HISTORY_HORIZONS_SHOWN = 3
+DPI = 110
+
+
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI)
+    plt.close(fig)
+    return path
 
 
 def sample_series(series_ids: list[str], count: int) -> list[str]:
@@ -37,11 +46,7 @@ def plot_forecast_vs_actual(series: pd.DataFrame, forecasts: pd.DataFrame, serie
         ax.grid(alpha=0.3)
     axes[0, 0].legend(loc="upper left", fontsize=8, ncol=4)
     fig.suptitle("Test-split forecast vs actual")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_metric_by_model(board: pd.DataFrame, metric: str, path: Path) -> Path:
@@ -52,10 +57,7 @@ def plot_metric_by_model(board: pd.DataFrame, metric: str, path: Path) -> Path:
         ax.text(value, y, f" {value:.3f}", va="center", fontsize=8)
     ax.set_xlabel(f"test {metric} (lower is better)")
     ax.set_title(f"{metric} by model")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_error_distribution(per_series: pd.DataFrame, metric: str, path: Path) -> Path:
@@ -66,7 +68,4 @@ def plot_error_distribution(per_series: pd.DataFrame, metric: str, path: Path) -
                tick_labels=models, showfliers=True)
     ax.set_xlabel(f"per-series test {metric}")
     ax.set_title(f"distribution of {metric} across series")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

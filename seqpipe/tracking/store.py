@@ -13,10 +13,6 @@ from seqpipe.config import PipelineConfig
 from seqpipe.errors import RegistryError
 
 SQLITE_PREFIX = "sqlite:///"
-# mlflow.set_tracking_uri also writes MLFLOW_TRACKING_URI into os.environ, so the user's
-# own value must be read before seqpipe first calls it; reading it later would carry one
-# project's store into the next config loaded in the same process.
-USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
 
 
 URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
@@ -41,7 +37,8 @@ def _point_mlflow_at(uri: str) -> None:
 
 def tracking_uri(cfg: PipelineConfig) -> str:
     """MLFLOW_TRACKING_URI wins, as MLflow users expect; a relative SQLite path is under the project."""
-    uri = USER_TRACKING_URI or cfg.tracking.tracking_uri
+    # Only the user sets this variable: _point_mlflow_at keeps MLflow from exporting it.
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.tracking.tracking_uri
     if uri.startswith(SQLITE_PREFIX) and not uri.startswith(SQLITE_PREFIX + "/"):
         db = cfg.path(uri[len(SQLITE_PREFIX):])
         db.parent.mkdir(parents=True, exist_ok=True)
