@@ -11,29 +11,16 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow
 from prefect.runtime import flow_run
 from prefect.schedules import Cron
 
+from flows.tasks import plain_task, run_step
+from flows.training import train_models
 from seqpipe import steps
 from seqpipe.config import PipelineConfig, load_config
 
 FLOW_NAME = "seqpipe-retrain"
-
-
-def _step_task(name: str, step: Callable[..., Any], run_name: str | None = None) -> Any:
-    # Content-keyed caching comes with file-hash inputs; until then every run recomputes.
-    return task(step, name=name, task_run_name=run_name or name, cache_policy=NO_CACHE, log_prints=True)
-
-
-ingest_task = _step_task("ingest", steps.ingest)
-validate_task = _step_task("validate", steps.validate)
-prepare_task = _step_task("prepare", steps.prepare)
-train_task = _step_task("train", steps.train, run_name="train-{name}")
-evaluate_task = _step_task("evaluate", steps.evaluate)
-register_task = _step_task("register", steps.register)
-gate_task = _step_task("gate", steps.gate)
 
 
 class StepTimer:
@@ -55,33 +42,72 @@ class StepTimer:
         return "\n".join([*lines, f"{'total':<24}{total:>10.1f}"])
 
 
-def run_pipeline(cfg: PipelineConfig, flow_run_id: str | None) -> dict[str, Any]:
+def _cached_step(timer: StepTimer, cfg: PipelineConfig, step: str) -> Any:
+    started = time.perf_counter()
+    try:
+        value, cached = run_step(cfg, step)
+    finally:
+        timer.seconds[step] = time.perf_counter() - started
+    if cached:
+        timer.seconds[f"{step} (cached)"] = timer.seconds.pop(step)
+    return value
+
+
+def _decide(cfg: PipelineConfig, parent: str, dataset_md5: str, scheduled: bool) -> str | None:
+    """Compare the new snapshot with production's; the reason to stop here, if there is one."""
+    reference = steps.production_dataset(cfg)
+    if reference is None:
+        steps.record_decision(cfg, parent, "retrain", "no production model yet")
+        return None
+    if reference == dataset_md5:
+        if scheduled and cfg.schedule.skip_unchanged:
+            steps.record_decision(cfg, parent, "skip", f"data {dataset_md5} is what production was trained on")
+            return "unchanged data"
+        steps.record_decision(cfg, parent, "retrain", "data unchanged, but retraining was asked for")
+        return None
+    drift = steps.check_drift(cfg, reference, parent)
+    reason = f"new data {dataset_md5} (production: {reference})" + (f"; {drift.summary()}" if drift else "")
+    steps.record_decision(cfg, parent, "retrain", reason)
+    return None
+
+
+def run_pipeline(cfg: PipelineConfig, flow_run_id: str | None, scheduled: bool = False) -> dict[str, Any]:
     timer = StepTimer()
     parent = timer.run("open MLflow run", steps.start_pipeline_run, cfg, flow_run_id)
-    succeeded = False
+    succeeded, result = False, {"mlflow_run_id": parent}
     try:
-        manifest = timer.run("ingest", ingest_task, cfg)
+        manifest = _cached_step(timer, cfg, "ingest")
+        result["dataset_md5"] = manifest.md5
+        stop = timer.run("compare with production", _decide, cfg, parent, manifest.md5, scheduled)
+        if stop:
+            steps.record_validation(cfg, parent, flow_run_id)
+            succeeded = True
+            return {**result, "skipped": stop}
         try:
-            report = timer.run("validate", validate_task, cfg)
+            report = _cached_step(timer, cfg, "validate")
         finally:
             # A rejected batch is worth seeing in MLflow too: why this run never trained.
             steps.record_validation(cfg, parent, flow_run_id)
-        timer.run("prepare", prepare_task, cfg)
-        trained = [timer.run(f"train {spec.name}", train_task, cfg, spec.name, parent, flow_run_id) for spec in cfg.models]
-        board = timer.run("evaluate", evaluate_task, cfg)
-        version = timer.run("register", register_task, cfg)
-        decision = timer.run("gate", gate_task, cfg)
+        _cached_step(timer, cfg, "prepare")
+        trained = timer.run(f"train {len(cfg.models)} models ({cfg.orchestration.mode})", train_models,
+                            cfg, [spec.name for spec in cfg.models], parent)
+        board = timer.run("evaluate", plain_task("evaluate", steps.evaluate, cfg), cfg, parent)
+        version = timer.run("register", plain_task("register", steps.register, cfg), cfg)
+        decision = timer.run("gate", plain_task("gate", steps.gate, cfg), cfg)
         succeeded = True
     finally:
         steps.finish_pipeline_run(cfg, parent, succeeded)
         print(f"\nstep timings (MLflow run {parent}):\n{timer.table()}")
-    print(f"\nregistered version {version}; gate: {decision['action']}\n"
-          f"leaderboard ({cfg.evaluation.metric} ranks; full table in data/evaluation/):\n{steps.leaderboard_markdown(cfg)}")
+    reused = [t["name"] for t in trained if t.get("cached")]
+    print(f"\nregistered version {version}; gate: {decision['action']}"
+          + (f"; reused unchanged models: {', '.join(reused)}" if reused else "") +
+          f"\nleaderboard ({cfg.evaluation.metric} ranks; full table in data/evaluation/):\n{steps.leaderboard_markdown(cfg)}")
     return {
-        "mlflow_run_id": parent,
-        "dataset_md5": manifest.md5,
+        **result,
+        "skipped": None,
         "validation_passed": report.success,
         "models": [t["name"] for t in trained],
+        "cached_models": reused,
         "best_model": str(board.iloc[0]["model"]),
         "registered_version": version,
         "gate": decision,
@@ -90,10 +116,14 @@ def run_pipeline(cfg: PipelineConfig, flow_run_id: str | None) -> dict[str, Any]
 
 
 @flow(name=FLOW_NAME, log_prints=True)
-def retrain(conf_dir: str = "conf") -> dict[str, Any]:
-    """Retrain every configured model, register the best as challenger, and gate its promotion."""
+def retrain(conf_dir: str = "conf", scheduled: bool = False) -> dict[str, Any]:
+    """Retrain every configured model, register the best as challenger, and gate its promotion.
+
+    ``scheduled`` runs (the cron deployment) stop after ingest when the data is the one
+    production was trained on (``schedule.skip_unchanged``).
+    """
     cfg = load_config(conf_dir)
-    return run_pipeline(cfg, str(flow_run.id) if flow_run.id else None)
+    return run_pipeline(cfg, str(flow_run.id) if flow_run.id else None, scheduled)
 
 
 def serve(cfg: PipelineConfig, conf_dir: str) -> None:
@@ -101,17 +131,6 @@ def serve(cfg: PipelineConfig, conf_dir: str) -> None:
     retrain.serve(
         name="retrain",
         schedules=[Cron(cfg.schedule.cron, timezone=cfg.schedule.timezone)],
-        parameters={"conf_dir": conf_dir},
+        parameters={"conf_dir": conf_dir, "scheduled": True},
         tags=["seqpipe", "retrain"],
     )
-
-
-def deploy_environment(cfg: PipelineConfig, conf_dir: str, work_pool: str) -> dict[str, str]:
-    """The variables prefect.yaml reads, taken from the config."""
-    return {
-        "SEQPIPE_PROJECT_DIR": str(cfg.root),
-        "SEQPIPE_CONF_DIR": conf_dir,
-        "SEQPIPE_WORK_POOL": work_pool,
-        "SEQPIPE_RETRAIN_CRON": cfg.schedule.cron,
-        "SEQPIPE_RETRAIN_TIMEZONE": cfg.schedule.timezone,
-    }

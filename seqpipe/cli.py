@@ -27,15 +27,29 @@ ConfOption = Annotated[Path, typer.Option("--conf", help="config folder (pipelin
 DEFAULT_CONF = Path("conf")
 
 
+@app.callback()
+def _options(
+    profile: Annotated[Optional[str], typer.Option("--profile", envvar="SEQPIPE_PROFILE",
+                                                   help="overlay conf/profiles/<name>.yaml (comma-separated)")] = None,
+) -> None:
+    if profile:
+        os.environ["SEQPIPE_PROFILE"] = profile  # flows and workers started from here load it too
+
+
 def _config(conf: Path):
     from seqpipe.config import load_config
 
-    return load_config(conf)
+    cfg = load_config(conf)
+    # Before anything imports Prefect, which reads its settings once per process.
+    if cfg.orchestration.prefect_api_url:
+        os.environ.setdefault("PREFECT_API_URL", cfg.orchestration.prefect_api_url)
+    return cfg
 
 
 @app.command()
 def run(conf: ConfOption = DEFAULT_CONF) -> None:
-    """Run the whole pipeline as a Prefect flow, in-process."""
+    """Run the whole pipeline as a Prefect flow (training in-process, or on workers: orchestration.mode)."""
+    _config(conf)
     from flows.pipeline import retrain
 
     retrain(conf_dir=str(conf))
@@ -208,19 +222,42 @@ def serve(conf: ConfOption = DEFAULT_CONF) -> None:
 
 
 @app.command()
-def deploy(
-    work_pool: Annotated[str, typer.Option("--work-pool", help="Prefect work pool that runs retraining")] = "seqpipe",
+def deploy(conf: ConfOption = DEFAULT_CONF) -> None:
+    """Create the work pools and the deployments of prefect.yaml (retrain on its cron, train-model)."""
+    cfg = _config(conf)
+    from flows.deployment import deploy as deploy_flows
+
+    sys.exit(deploy_flows(cfg, str(conf)))
+
+
+@app.command()
+def worker(
+    pool: Annotated[Optional[str], typer.Option("--pool", help="work pool to poll (default: orchestration.work_pool)")] = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="flow runs at once on this worker")] = None,
     conf: ConfOption = DEFAULT_CONF,
 ) -> None:
-    """Create the deployments of prefect.yaml on the configured Prefect server, schedule from conf."""
-    import subprocess
-
-    from flows.pipeline import deploy_environment
-
+    """Start a Prefect worker for this project: it runs training (or retraining) flow runs here."""
     cfg = _config(conf)
-    env = {**os.environ, **deploy_environment(cfg, str(conf), work_pool)}
-    command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(cfg.root / "prefect.yaml")]
-    sys.exit(subprocess.run(command, cwd=cfg.root, env=env).returncode)
+    from flows.deployment import start_worker
+
+    sys.exit(start_worker(cfg, pool or cfg.orchestration.work_pool, limit))
+
+
+@app.command()
+def up(conf: ConfOption = DEFAULT_CONF) -> None:
+    """Start the MLflow and Prefect servers of the config's `servers` (PostgreSQL) in the background."""
+    from seqpipe import servers
+
+    urls = servers.up(_config(conf))
+    print(f"MLflow UI: {urls['mlflow']}  Prefect UI: {urls['prefect'].removesuffix('/api')}")
+
+
+@app.command()
+def down(conf: ConfOption = DEFAULT_CONF) -> None:
+    """Stop the servers `seqpipe up` started."""
+    from seqpipe import servers
+
+    servers.down(_config(conf))
 
 
 def main() -> None:

@@ -19,8 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from seqpipe.errors import ConfigError
 
 CONF_ENV = "SEQPIPE_CONF"
+PROFILE_ENV = "SEQPIPE_PROFILE"
 PIPELINE_FILE = "pipeline.yaml"
 MODELS_DIR = "models"
+PROFILES_DIR = "profiles"
+
+
+# Sections that say where and how the pipeline runs, not what it computes.
+INFRASTRUCTURE = ("root", "conf_dir", "tracking", "orchestration", "servers", "schedule")
 
 
 class StrictModel(BaseModel):
@@ -145,7 +151,9 @@ class ServingConfig(StrictModel):
 
 class TrackingConfig(StrictModel):
     tracking_uri: str = "sqlite:///mlflow/mlflow.db"
-    artifact_root: str = "mlflow/artifacts"
+    artifact_root: str | None = Field(
+        "mlflow/artifacts", description="new experiments' artifact location; None: the tracking server's own"
+    )
     experiment: str = "seqpipe"
     registered_model: str = "seqpipe-forecaster"
     system_metrics: bool = True
@@ -168,6 +176,53 @@ class PromotionConfig(StrictModel):
 class ScheduleConfig(StrictModel):
     cron: str = "0 3 * * 1"
     timezone: str = "UTC"
+    skip_unchanged: bool = Field(
+        True, description="a scheduled run stops after ingest when the data equals production's"
+    )
+
+
+class DriftConfig(StrictModel):
+    """How a scheduled retraining compares new data with the data behind production."""
+
+    bins: int = Field(10, ge=2, description="quantile bins of the reference values for the PSI")
+    psi_threshold: float = Field(0.2, gt=0, description="a series drifted when its PSI exceeds this")
+    ks_alpha: float = Field(0.01, gt=0, lt=1, description="... or a two-sample KS test rejects at this level")
+    min_points: int = Field(8, gt=1, description="series with fewer new points are not tested")
+
+
+class OrchestrationConfig(StrictModel):
+    """How Prefect runs the pipeline: in this process, or training fanned out to a work pool."""
+
+    mode: Literal["local", "workers"] = Field(
+        "local", description="local: train in this process; workers: one flow run per model on work_pool"
+    )
+    prefect_api_url: str | None = Field(None, description="None: PREFECT_API_URL, or Prefect in-process")
+    work_pool: str = Field("gpu", description="the pool the train-model deployment runs on")
+    retrain_pool: str = Field("seqpipe", description="the pool the scheduled retraining deployment runs on")
+    training_deployment: str = "seqpipe-train-model/train-model"
+    concurrency: int | None = Field(
+        None, gt=0, description="local mode: models trained at once; None: one per CUDA device, else 1"
+    )
+    training_timeout: float | None = Field(
+        None, gt=0, description="workers mode: seconds to wait for one model's flow run; None waits"
+    )
+    retries: int = Field(2, ge=0, description="retries of a step that failed for a transient reason")
+    retry_delay: float = Field(2.0, ge=0, description="seconds before the first retry; doubles per retry")
+    cache: bool = Field(True, description="skip a step whose input files, config and code are unchanged")
+    cache_dir: str = ".seqpipe/cache"
+
+
+class ServersConfig(StrictModel):
+    """What `seqpipe up` starts (the production profile): MLflow and Prefect servers on PostgreSQL."""
+
+    host: str = "127.0.0.1"
+    mlflow_port: int = Field(5000, gt=0, lt=65536)
+    mlflow_backend_store_uri: str = "postgresql://postgres@127.0.0.1:5432/seqpipe_mlflow"
+    mlflow_artifacts_destination: str = "mlflow/server-artifacts"
+    prefect_port: int = Field(4200, gt=0, lt=65536)
+    prefect_database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/seqpipe_prefect"
+    state_dir: str = Field(".seqpipe/servers", description="pid files and logs of the started servers")
+    start_timeout: float = Field(120, gt=0, description="seconds a server may take to answer its health check")
 
 
 class PipelineConfig(StrictModel):
@@ -183,6 +238,9 @@ class PipelineConfig(StrictModel):
     tracking: TrackingConfig = TrackingConfig()
     promotion: PromotionConfig = PromotionConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    drift: DriftConfig = DriftConfig()
+    orchestration: OrchestrationConfig = OrchestrationConfig()
+    servers: ServersConfig = ServersConfig()
 
     @model_validator(mode="after")
     def _model_names_unique(self) -> PipelineConfig:
@@ -212,9 +270,26 @@ class PipelineConfig(StrictModel):
         raise ConfigError(f"model '{name}' is not in the config; known: {[m.name for m in self.models]}")
 
     def fingerprint(self) -> str:
-        """A short hash of everything but the root, for lineage tags."""
-        payload = self.model_dump(mode="json", exclude={"root", "conf_dir"})
+        """A short hash of what shapes the results, for lineage tags.
+
+        Where things run (servers, pools, caching) is left out: the same data, models and
+        settings on a laptop or on GPU workers are the same experiment.
+        """
+        payload = self.model_dump(mode="json", exclude=set(INFRASTRUCTURE))
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+    def payload(self) -> dict[str, Any]:
+        """The config as plain data, without this machine's paths: what a remote worker receives."""
+        return self.model_dump(mode="json", exclude={"root", "conf_dir"})
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any], conf_dir: str | Path) -> PipelineConfig:
+        """Rebuild a config sent by ``payload`` on another machine, rooted at its own project."""
+        conf_path = Path(conf_dir).resolve()
+        try:
+            return cls.model_validate({**payload, "root": conf_path.parent, "conf_dir": conf_path})
+        except ValidationError as exc:
+            raise ConfigError(_format_errors(conf_path / PIPELINE_FILE, exc)) from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -270,11 +345,39 @@ def default_conf_dir() -> Path:
     return Path(os.environ.get(CONF_ENV, "conf")).resolve()
 
 
-def load_config(conf_dir: str | Path | None = None) -> PipelineConfig:
-    """Load and validate ``<conf_dir>/pipeline.yaml``; the project root is conf_dir's parent."""
+def _merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def _apply_profiles(conf_path: Path, raw: dict[str, Any], profiles: str | None) -> dict[str, Any]:
+    """Overlay ``conf/profiles/<name>.yaml`` for each comma-separated name, in order.
+
+    A profile switches infrastructure (servers, pools) without touching pipeline.yaml,
+    whose keys DVC tracks as params: the same experiment runs embedded or on servers.
+    """
+    for name in filter(None, (part.strip() for part in (profiles or "").split(","))):
+        profile_file = conf_path / PROFILES_DIR / f"{name}.yaml"
+        if not profile_file.is_file():
+            known = sorted(p.stem for p in (conf_path / PROFILES_DIR).glob("*.yaml"))
+            raise ConfigError(f"{profile_file}: no such profile (SEQPIPE_PROFILE={profiles}); known: {known}")
+        overlay = _read_yaml(profile_file)
+        if "models" in overlay or "model_overrides" in overlay:
+            raise ConfigError(f"{profile_file}: a profile changes infrastructure, not 'models'; edit pipeline.yaml")
+        raw = _merge(raw, overlay)
+    return raw
+
+
+def load_config(conf_dir: str | Path | None = None, profile: str | None = None) -> PipelineConfig:
+    """Load and validate ``<conf_dir>/pipeline.yaml``; the project root is conf_dir's parent.
+
+    ``profile`` (default: $SEQPIPE_PROFILE) names overlays in ``<conf_dir>/profiles/``.
+    """
     conf_path = Path(conf_dir).resolve() if conf_dir else default_conf_dir()
     pipeline_file = conf_path / PIPELINE_FILE
-    raw = _read_yaml(pipeline_file)
+    raw = _apply_profiles(conf_path, _read_yaml(pipeline_file), profile or os.environ.get(PROFILE_ENV))
     raw["models"] = _resolve_models(conf_path, raw.get("models", []), raw.pop("model_overrides", None))
     for derived in ("root", "conf_dir"):
         if derived in raw:

@@ -28,6 +28,7 @@ from mlflow.exceptions import MlflowException
 
 from seqpipe.config import PipelineConfig, SourceConfig
 from seqpipe.data.catalog import SeriesSpec, series_spec
+from seqpipe.data.drift import DriftReport, detect_drift
 from seqpipe.data.prepare import META_FILE, PreparedData, load_prepared, prepare_frame, save_prepared
 from seqpipe.data.snapshot import Manifest, read_manifest, read_snapshot, write_snapshot
 from seqpipe.data.sources import read_source, read_table
@@ -65,6 +66,7 @@ from seqpipe.tracking.registry import (
 )
 from seqpipe.tracking.registry import promote as move_production
 from seqpipe.tracking.registry import rollback as roll_back_production
+from seqpipe.tracking.exchange import fetch_folder, publish_folder
 from seqpipe.tracking.runs import active_run, create_run, finish_run, log_metrics, log_params
 from seqpipe.tracking.store import connect
 from seqpipe.training import TrainSettings, fit, seed_everything
@@ -78,6 +80,10 @@ EVALUATION_ARTIFACTS = ("leaderboard.csv", "leaderboard.md", "metrics.json", "fo
                         "metric_by_model.png", "error_distribution.png")
 VALIDATED_FILE = "series.parquet"
 CLASSICAL_FORECASTS = "forecasts.npy"
+# Artifact paths that carry folders between machines (see seqpipe.tracking.exchange).
+MODEL_FILES = "model_files"
+PREPARED_FILES = "inputs/prepared"
+DRIFT_DIR = "drift"
 
 
 @dataclass(frozen=True)
@@ -312,7 +318,7 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
             (staging / HISTORY_FILE).write_text(json.dumps(history, indent=2) + "\n")
         summary = {"name": name, "arch": spec_cfg.arch, "run_id": run_id, "parent_run_id": parent_run_id,
                    "device": result.device, "best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
-                   "model_md5": folder_md5(layout.models / name)}
+                   "model_md5": publish_folder(client, run_id, layout.models / name, MODEL_FILES)}
         write_json(layout.runs / f"{name}.json", summary)
         # Only once the model is saved: until then a rerun should pick up where this one died.
         checkpoint.unlink(missing_ok=True)
@@ -362,7 +368,8 @@ def _fit_classical(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_
         with atomic_dir(layout.models / name) as staging:
             np.save(staging / CLASSICAL_FORECASTS, forecast)
         summary = {"name": name, "arch": spec_cfg.arch, "run_id": run_id, "parent_run_id": parent_run_id,
-                   "device": "cpu", "fitted_on": "train+val", "model_md5": folder_md5(layout.models / name)}
+                   "device": "cpu", "fitted_on": "train+val",
+                   "model_md5": publish_folder(client, run_id, layout.models / name, MODEL_FILES)}
         write_json(layout.runs / f"{name}.json", summary)
     except BaseException:
         finish_run(client, run_id, succeeded=False)
@@ -423,10 +430,82 @@ def pipeline_run_for(cfg: PipelineConfig) -> str:
     return run_id
 
 
+# -- training elsewhere: folders carried through the tracking store -------------------------------
+
+def publish_prepared(cfg: PipelineConfig, run_id: str) -> str:
+    """Put ``data/prepared`` in the pipeline run, for training workers that share no disk with it."""
+    client, _ = connect(cfg)
+    return publish_folder(client, run_id, Layout.of(cfg).prepared, PREPARED_FILES)
+
+
+def fetch_prepared(cfg: PipelineConfig, run_id: str, prepared_md5: str) -> None:
+    """Make ``data/prepared`` the pipeline run's (no transfer when it already is)."""
+    client, _ = connect(cfg)
+    if fetch_folder(client, run_id, PREPARED_FILES, Layout.of(cfg).prepared, prepared_md5):
+        print(f"fetched prepared data {prepared_md5} from MLflow run {run_id}")
+
+
+def fetch_trained(cfg: PipelineConfig, summary: dict) -> None:
+    """Bring a model trained elsewhere (``summary`` as ``train`` returned it) into ``data/models``."""
+    client, _ = connect(cfg)
+    layout = Layout.of(cfg)
+    name = summary["name"]
+    if fetch_folder(client, summary["run_id"], MODEL_FILES, layout.models / name, summary["model_md5"]):
+        print(f"fetched {name} from MLflow run {summary['run_id']}")
+    write_json(layout.runs / f"{name}.json", summary)
+
+
+# -- scheduled retraining: skip unchanged data, report drift ------------------------------------
+
+def production_dataset(cfg: PipelineConfig) -> str | None:
+    """The raw snapshot hash the ``production`` version was trained on; None without production."""
+    client, _ = connect(cfg)
+    name = cfg.tracking.registered_model
+    version = alias_version(client, name, PRODUCTION)
+    if version is None:
+        return None
+    return client.get_model_version(name, version).tags.get(TAG_PREFIX + "dataset_md5")
+
+
+def check_drift(cfg: PipelineConfig, reference_md5: str, run_id: str | None = None) -> DriftReport | None:
+    """Compare the latest snapshot with ``reference_md5``'s, series by series; log it to ``run_id``.
+
+    Snapshots are content-addressed and never deleted, so the reference is on disk
+    wherever it was ingested; elsewhere `dvc pull` brings it (the report says so).
+    """
+    layout = Layout.of(cfg)
+    current, manifest = read_snapshot(layout.raw)
+    reference_path = layout.raw / "snapshots" / f"{reference_md5}.parquet"
+    if not reference_path.is_file():
+        print(f"drift: production's snapshot {reference_path} is not here (`dvc pull` fetches it); not checked")
+        return None
+    report = detect_drift(pd.read_parquet(reference_path), current, cfg.drift, reference_md5, manifest.md5)
+    path = write_json(layout.reports.parent / DRIFT_DIR / f"{manifest.md5}.json", report.to_dict())
+    print(report.summary())
+    if run_id:
+        client, _ = connect(cfg)
+        client.log_artifact(run_id, str(path), "drift")
+        log_metrics(client, run_id, {"drift_series_tested": report.tested, "drift_series_drifted": report.drifted,
+                                     "drift_share": report.drifted_share, "drift_mean_psi": report.mean_psi})
+    return report
+
+
+def record_decision(cfg: PipelineConfig, run_id: str, decision: str, reason: str) -> None:
+    """Keep a scheduled run's decision (skip, retrain) on its MLflow run, beside the data it saw."""
+    client, _ = connect(cfg)
+    client.set_tag(run_id, TAG_PREFIX + "decision", decision)
+    client.set_tag(run_id, TAG_PREFIX + "decision_reason", reason)
+    print(f"decision: {decision} ({reason})")
+
+
 # -- evaluate -----------------------------------------------------------------------------------
 
-def evaluate(cfg: PipelineConfig) -> pd.DataFrame:
-    """Score every trained model on the test split; write the leaderboard, forecasts and a plot."""
+def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFrame:
+    """Score every trained model on the test split; write the leaderboard, forecasts and a plot.
+
+    The leaderboard goes to ``parent_run_id`` when given (a pipeline run that reused
+    models trained by an earlier one), else to the pipeline run that trained the best model.
+    """
     layout = Layout.of(cfg)
     prepared = load_prepared(layout.prepared)
     horizon = prepared.spec.horizon
@@ -474,7 +553,7 @@ def evaluate(cfg: PipelineConfig) -> pd.DataFrame:
         plot_error_distribution(per_series_frame, cfg.evaluation.metric, staging / "error_distribution.png")
 
     if runs:
-        _log_evaluation(cfg, board, runs)
+        _log_evaluation(cfg, board, runs, parent_run_id)
     else:
         print("no MLflow training runs recorded for these models here (pulled from a DVC remote?): "
               "the leaderboard is written to data/evaluation only")
@@ -496,14 +575,14 @@ def training_record(cfg: PipelineConfig, name: str) -> dict | None:
     return record if record.get("model_md5") == folder_md5(layout.models / name) else None
 
 
-def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, dict]) -> None:
+def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, dict], parent: str | None) -> None:
     layout = Layout.of(cfg)
     client, _ = connect(cfg)
     for model, scores in board_metrics(board).items():
         if model in runs:
             log_metrics(client, runs[model]["run_id"], {f"test_{m}": v for m, v in scores.items()})
     best = board.iloc[0]
-    parent = (runs.get(best["model"]) or next(iter(runs.values())))["parent_run_id"]
+    parent = parent or (runs.get(best["model"]) or next(iter(runs.values())))["parent_run_id"]
     for artifact in EVALUATION_ARTIFACTS:
         client.log_artifact(parent, str(layout.evaluation / artifact), "evaluation")
     log_metrics(client, parent, {f"best_test_{m}": float(best[m]) for m in METRICS})

@@ -46,7 +46,10 @@ def tracking_uri(cfg: PipelineConfig) -> str:
     return uri
 
 
-def artifact_location(cfg: PipelineConfig) -> str:
+def artifact_location(cfg: PipelineConfig) -> str | None:
+    """Where a new experiment keeps artifacts; None lets a tracking server choose (and proxy them)."""
+    if cfg.tracking.artifact_root is None:
+        return None
     root = Path(cfg.tracking.artifact_root)
     if "://" in cfg.tracking.artifact_root:
         return cfg.tracking.artifact_root
