@@ -60,17 +60,17 @@ def _produced(cfg: PipelineConfig, step: str, value: Any, name: str | None = Non
     return Produced(value, fingerprint.step_outputs(cfg, step, name))  # type: ignore[arg-type]
 
 
-@task(name="ingest", cache_policy=NO_CACHE, log_prints=True)
+@task(name="ingest", task_run_name="ingest", cache_policy=NO_CACHE, log_prints=True)
 def ingest_task(cfg: PipelineConfig) -> Produced:
     return _produced(cfg, "ingest", steps.ingest(cfg))
 
 
-@task(name="validate", cache_policy=NO_CACHE, log_prints=True)
+@task(name="validate", task_run_name="validate", cache_policy=NO_CACHE, log_prints=True)
 def validate_task(cfg: PipelineConfig) -> Produced:
     return _produced(cfg, "validate", steps.validate(cfg))
 
 
-@task(name="prepare", cache_policy=NO_CACHE, log_prints=True)
+@task(name="prepare", task_run_name="prepare", cache_policy=NO_CACHE, log_prints=True)
 def prepare_task(cfg: PipelineConfig) -> Produced:
     return _produced(cfg, "prepare", steps.prepare(cfg))
 
@@ -112,6 +112,6 @@ def run_step(cfg: PipelineConfig, step: str, **kwargs: Any) -> tuple[Any, bool]:
 def plain_task(name: str, fn: Callable[..., Any], cfg: PipelineConfig) -> Task:
     """A step that always runs (evaluate, register, gate: cheap, and they read the registry's present)."""
     settings = cfg.orchestration
-    return task(fn, name=name, cache_policy=NO_CACHE, log_prints=True, retries=settings.retries,
+    return task(fn, name=name, task_run_name=name, cache_policy=NO_CACHE, log_prints=True, retries=settings.retries,
                 retry_condition_fn=is_transient,
                 retry_delay_seconds=exponential_backoff(settings.retry_delay) if settings.retries else 0)

@@ -85,3 +85,56 @@ def test_failed_validation_fails_the_flow_run_and_the_mlflow_run(project, cfg, p
     report = client.download_artifacts(run.info.run_id, "validation/report.json", str(project))
     assert '"expect_compound_columns_to_be_unique"' in open(report).read()
     assert not (project / "data" / "prepared").exists()
+
+
+def _task_states(flow_run_id) -> dict[str, str]:
+    """Task run name -> its state names (sorted), over a flow run and its subflow runs (one per model)."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+
+    async def read():
+        async with get_client() as client:
+            children = await client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+            ids = [flow_run_id, *(child.id for child in children)]
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+            states: dict[str, list[str]] = {}
+            for run in runs:
+                states.setdefault(run.name, []).append(run.state.name)
+            return {name: ",".join(sorted(found)) for name, found in states.items()}
+
+    return asyncio.run(read())
+
+
+def test_unchanged_rerun_hits_the_cache_and_retrains_only_what_changed(project, cfg, prefect_server):
+    conf = str(project / "conf")
+    first = retrain(conf_dir=conf, return_state=True)
+    assert first.is_completed(), first.message
+    assert first.result()["cached_models"] == []
+
+    second = retrain(conf_dir=conf, return_state=True)
+    assert second.is_completed(), second.message
+    states = _task_states(second.state_details.flow_run_id)
+    cached = {"ingest", "validate", "prepare", "train-seasonal_naive", "train-lstm"}
+    assert {name: states[name] for name in cached} == dict.fromkeys(cached, "Cached")
+    assert states["evaluate"] == states["register"] == "Completed"
+    summary = second.result()
+    assert summary["cached_models"] == ["seasonal_naive", "lstm"]
+    assert summary["registered_version"] == first.result()["registered_version"]  # no duplicate version
+
+    # One model's params change: only that model trains again.
+    (project / "conf" / "models" / "lstm.yaml").write_text("arch: lstm\nparams: {hidden_size: 8, num_layers: 1, dropout: 0.0}\n")
+    third = retrain(conf_dir=conf, return_state=True)
+    states = _task_states(third.state_details.flow_run_id)
+    assert states["train-lstm"] == "Completed" and states["train-seasonal_naive"] == "Cached"
+    assert states["prepare"] == "Cached"
+
+    # A cached step whose output files changed since is recomputed, not trusted.
+    prepared = project / "data" / "prepared" / "meta.json"
+    prepared.write_text(prepared.read_text() + " ")
+    fourth = retrain(conf_dir=conf, return_state=True)
+    states = _task_states(fourth.state_details.flow_run_id)
+    assert states["ingest"] == states["validate"] == "Cached"
+    assert states["prepare"] == "Cached,Completed"  # the hit was checked, then prepare ran again
