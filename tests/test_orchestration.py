@@ -1,0 +1,249 @@
+"""The production profile on real servers: MLflow and Prefect on PostgreSQL, a process worker, deployments.
+
+`seqpipe up` starts both servers from the project's config (fresh databases per test
+module, free ports); training fans out to the `train-model` deployment on a work pool
+that a real `seqpipe worker` polls. Without PostgreSQL these tests skip, unless
+SEQPIPE_REQUIRE_POSTGRES=1 (CI sets it) turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import REPO, copy_project_code, make_series, run_cli, write_config
+
+pytestmark = pytest.mark.slow
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+
+
+def _postgres_or_skip() -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        engine = create_engine(f"{POSTGRES}/postgres")
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        engine.dispose()
+    except SQLAlchemyError as exc:
+        reason = f"no PostgreSQL at {POSTGRES}: {str(exc).splitlines()[0]}"
+        if os.environ.get("SEQPIPE_REQUIRE_POSTGRES") == "1":
+            pytest.fail(reason + " (SEQPIPE_REQUIRE_POSTGRES=1)")
+        pytest.skip(reason)
+
+
+def _drop_database(name: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Stack:
+    """A project wired to its own servers; runs the seqpipe CLI and workers against them."""
+
+    def __init__(self, root: Path, env: dict[str, str], mlflow_url: str, prefect_url: str) -> None:
+        self.root, self.env, self.mlflow_url, self.prefect_url = root, env, mlflow_url, prefect_url
+
+    def cli(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return run_cli(*args, "--conf", str(self.root / "conf"), cwd=self.root, env={**self.env, **(env or {})})
+
+    def start_worker(self, pool: str = "gpu") -> subprocess.Popen:
+        log = (self.root / f"worker-{time.monotonic_ns()}.log").open("w")
+        return subprocess.Popen([sys.executable, "-m", "seqpipe.cli", "worker", "--pool", pool,
+                                 "--conf", str(self.root / "conf")],
+                                cwd=self.root, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    def prefect(self, coroutine_factory):
+        from prefect.client.orchestration import get_client
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        async def run():
+            async with get_client() as client:
+                return await coroutine_factory(client)
+
+        # Prefect reads its settings once per process; the environment alone would not redirect it.
+        with temporary_settings(updates={PREFECT_API_URL: self.prefect_url}):
+            return asyncio.run(run())
+
+
+def _stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    _postgres_or_skip()
+    root = tmp_path_factory.mktemp("production")
+    (root / "input").mkdir()
+    make_series().to_csv(root / "input" / "sales.csv", index=False)
+    tag = uuid.uuid4().hex[:8]
+    databases = [f"seqpipe_test_{tag}_mlflow", f"seqpipe_test_{tag}_prefect"]
+    mlflow_port, prefect_port = _free_port(), _free_port()
+    servers = {"mlflow_port": mlflow_port, "prefect_port": prefect_port,
+               "mlflow_backend_store_uri": f"{POSTGRES}/{databases[0]}",
+               "prefect_database_url": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{databases[1]}"}
+    write_config(root, servers=servers, orchestration={"retries": 0})
+    copy_project_code(root)
+    shutil.copy(REPO / "prefect.yaml", root / "prefect.yaml")
+    shutil.copytree(REPO / "conf" / "profiles", root / "conf" / "profiles")
+    # The profiles name the default ports; this project's servers listen on free ones.
+    mlflow_url, prefect_url = f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{prefect_port}/api"
+    overlay = {"tracking": {"tracking_uri": mlflow_url, "artifact_root": None},
+               "orchestration": {"prefect_api_url": prefect_url}}
+    (root / "conf" / "profiles" / "production.yaml").write_text(yaml.safe_dump(overlay))
+    env = {"SEQPIPE_PROFILE": "production,workers", "PREFECT_HOME": str(root / ".prefect-home")}
+    stack = Stack(root, env, mlflow_url, prefect_url)
+    up = stack.cli("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    try:
+        deployed = stack.cli("deploy")
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        yield stack
+    finally:
+        down = stack.cli("down")
+        assert down.returncode == 0, down.stderr
+        for name in databases:
+            _drop_database(name)
+
+
+def _registered_versions(stack: Stack) -> list[str]:
+    client = MlflowClient(stack.mlflow_url)
+    return sorted(v.version for v in client.search_model_versions("name = 'tiny-forecaster'"))
+
+
+def test_pipeline_trains_on_a_worker_and_tracks_in_postgres(stack):
+    worker = stack.start_worker()
+    try:
+        ran = stack.cli("run")
+    finally:
+        _stop(worker)
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
+    assert "train 2 models (workers)" in ran.stdout + ran.stderr
+
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    async def training_runs(client):
+        return await client.read_flow_runs(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["train-model"])))
+
+    runs = stack.prefect(training_runs)
+    assert {run.name for run in runs} == {"train-seasonal_naive", "train-lstm"}
+    assert {run.state.name for run in runs} == {"Completed"}
+
+    # Read back through MLflow's client from the server, whose backend store is PostgreSQL.
+    client = MlflowClient(stack.mlflow_url)
+    experiment = client.get_experiment_by_name("tests")
+    runs = client.search_runs([experiment.experiment_id])
+    [parent] = [r for r in runs if r.info.run_name == "pipeline"]
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert set(children) == {"seasonal_naive", "lstm"}
+    assert {r.info.status for r in children.values()} == {"FINISHED"}
+    assert "val_loss" in children["lstm"].data.metrics
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "evaluation")} >= {"evaluation/leaderboard.csv"}
+    assert parent.data.tags["seqpipe.decision"] == "retrain"
+    assert _registered_versions(stack) == ["1"]
+
+
+def test_cron_deployment_gets_runs_every_minute(stack):
+    conf = yaml.safe_load((stack.root / "conf" / "pipeline.yaml").read_text())
+    conf["schedule"] = {"cron": "* * * * *", "timezone": "UTC"}
+    (stack.root / "conf" / "pipeline.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
+    deployed = stack.cli("deploy")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+
+    from prefect.client.schemas.filters import (
+        DeploymentFilter, DeploymentFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    async def scheduled(client):
+        deployment = await client.read_deployment_by_name("seqpipe-retrain/retrain")
+        runs = await client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["retrain"])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))))
+        return deployment, runs
+
+    deadline = time.monotonic() + 90
+    while True:
+        deployment, runs = stack.prefect(scheduled)
+        if len(runs) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert [s.schedule.cron for s in deployment.schedules] == ["* * * * *"]
+    assert len(runs) >= 3, "the scheduler created fewer than 3 runs of the every-minute schedule"
+    starts = sorted(run.expected_start_time for run in runs)
+    assert all(start.second == 0 and start.microsecond == 0 for start in starts)
+    assert all(later - earlier == timedelta(minutes=1) for earlier, later in zip(starts, starts[1:]))
+    assert all(run.parameters["scheduled"] is True for run in runs)
+
+
+def test_killed_worker_rerun_completes_without_duplicate_versions(stack):
+    conf = yaml.safe_load((stack.root / "conf" / "pipeline.yaml").read_text())
+    # Slow enough to be killed in the middle: many epochs that do not stop early.
+    conf["training"] = {**conf["training"], "max_epochs": 40, "patience": 40}
+    conf["schedule"] = {"cron": "0 3 * * 1", "timezone": "UTC"}
+    (stack.root / "conf" / "pipeline.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
+    before = _registered_versions(stack)
+    checkpoint = stack.root / "data" / "checkpoints" / "lstm.pt"
+
+    worker = stack.start_worker()
+    pipeline = subprocess.Popen([sys.executable, "-m", "seqpipe.cli", "run", "--conf", str(stack.root / "conf")],
+                                cwd=stack.root, env={**os.environ, **stack.env}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not checkpoint.is_file():
+            assert time.monotonic() < deadline, "training never wrote a checkpoint"
+            assert pipeline.poll() is None, "the pipeline ended before the worker could be killed"
+            time.sleep(0.5)
+    finally:
+        # The worker dies with the flow run it was executing, mid-training; so does the pipeline that waited.
+        os.killpg(worker.pid, signal.SIGKILL)
+        os.killpg(pipeline.pid, signal.SIGKILL)
+        worker.wait()
+        pipeline.wait()
+    assert checkpoint.is_file()
+
+    worker = stack.start_worker()
+    try:
+        rerun = stack.cli("run")
+    finally:
+        _stop(worker)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert not checkpoint.exists()  # the resumed training finished and cleaned up
+    after = _registered_versions(stack)
+    assert len(after) == len(before) + 1
+    # Registering again (a retried step) finds the version the run already has.
+    again = stack.cli("register")
+    assert again.returncode == 0, again.stderr
+    assert _registered_versions(stack) == after
