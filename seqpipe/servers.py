@@ -40,7 +40,7 @@ class Server:
 def ensure_database(url: str) -> None:
     """Create the database named in ``url`` on its PostgreSQL server if it does not exist."""
     parsed = make_url(url)
-    admin = parsed.set(drivername="postgresql+psycopg", database="postgres")
+    admin = parsed.set(drivername="postgresql+psycopg2", database="postgres")
     try:
         engine = create_engine(admin, isolation_level="AUTOCOMMIT")
         with engine.connect() as connection:
