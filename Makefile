@@ -17,7 +17,7 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: venv run test ui repro clean-outputs
+.PHONY: venv run test ui repro up down clean-outputs
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ test: venv
 
 ui: venv
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --port $(MLFLOW_UI_PORT)
+
+# The production profile's servers (conf/profiles/production.yaml, `servers` in conf/pipeline.yaml):
+# MLflow and Prefect on PostgreSQL, in the background on 127.0.0.1.
+up: venv
+	SEQPIPE_PROFILE=production $(BIN)/seqpipe up
+
+down: venv
+	SEQPIPE_PROFILE=production $(BIN)/seqpipe down
 
 repro: venv
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/dvc repro

@@ -72,11 +72,13 @@ class Stack:
         return run_cli(*args, "--conf", str(self.root / "conf"), cwd=self.root, env={**self.env, **(env or {})})
 
     def start_worker(self, pool: str = "gpu") -> subprocess.Popen:
-        log = (self.root / f"worker-{time.monotonic_ns()}.log").open("w")
-        return subprocess.Popen([sys.executable, "-m", "seqpipe.cli", "worker", "--pool", pool,
-                                 "--conf", str(self.root / "conf")],
-                                cwd=self.root, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        log_path = self.root / f"worker-{time.monotonic_ns()}.log"
+        process = subprocess.Popen([sys.executable, "-m", "seqpipe.cli", "worker", "--pool", pool,
+                                    "--conf", str(self.root / "conf")],
+                                   cwd=self.root, env={**os.environ, **self.env}, stdout=log_path.open("w"),
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process.log_path = log_path  # type: ignore[attr-defined]
+        return process
 
     def prefect(self, coroutine_factory):
         from prefect.client.orchestration import get_client
@@ -240,6 +242,7 @@ def test_killed_worker_rerun_completes_without_duplicate_versions(stack):
     finally:
         _stop(worker)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert "[lstm] resuming from" in worker.log_path.read_text()  # not from scratch
     assert not checkpoint.exists()  # the resumed training finished and cleaned up
     after = _registered_versions(stack)
     assert len(after) == len(before) + 1

@@ -1,4 +1,4 @@
-"""`seqpipe deploy` creates the retraining deployment of prefect.yaml, cron taken from conf/."""
+"""`seqpipe deploy` creates the work pools and the deployments of prefect.yaml, cron and pools taken from conf/."""
 
 import asyncio
 import os
@@ -57,12 +57,10 @@ def test_deploy_uses_the_configured_cron(project, prefect_api):
     conf = project / "conf" / "pipeline.yaml"
     config = yaml.safe_load(conf.read_text())
     config["schedule"] = {"cron": "15 4 * * 2", "timezone": "Europe/Paris"}
+    config["orchestration"] = {"retrain_pool": "retrain-pool", "work_pool": "gpu-pool"}
     conf.write_text(yaml.safe_dump(config))
     env = {**env, "PREFECT_API_URL": url}
-    pool = subprocess.run([sys.executable, "-m", "prefect", "work-pool", "create", "retrain-pool", "--type", "process"],
-                          env=env, capture_output=True, text=True, timeout=120)
-    assert pool.returncode == 0, pool.stderr
-    deployed = run_cli("deploy", "--work-pool", "retrain-pool", "--conf", str(project / "conf"), cwd=project, env=env)
+    deployed = run_cli("deploy", "--conf", str(project / "conf"), cwd=project, env=env)
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
 
     from prefect.client.orchestration import get_client
@@ -70,12 +68,17 @@ def test_deploy_uses_the_configured_cron(project, prefect_api):
 
     async def read():
         async with get_client() as client:
-            return await client.read_deployment_by_name("seqpipe-retrain/retrain")
+            return (await client.read_deployment_by_name("seqpipe-retrain/retrain"),
+                    await client.read_deployment_by_name("seqpipe-train-model/train-model"),
+                    {pool.name: pool.type for pool in await client.read_work_pools()})
 
     # Prefect reads its settings once per process; the environment alone would not redirect it.
     with temporary_settings(updates={PREFECT_API_URL: url}):
-        deployment = asyncio.run(read())
-    [schedule] = deployment.schedules
+        retrain, train, pools = asyncio.run(read())
+    [schedule] = retrain.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("15 4 * * 2", "Europe/Paris")
-    assert deployment.work_pool_name == "retrain-pool"
-    assert deployment.pull_steps[0]["prefect.deployments.steps.set_working_directory"]["directory"] == str(Path(project))
+    assert retrain.parameters["scheduled"] is True
+    assert (retrain.work_pool_name, train.work_pool_name) == ("retrain-pool", "gpu-pool")
+    assert pools == {"retrain-pool": "process", "gpu-pool": "process"}  # deploy created both
+    assert not train.schedules
+    assert retrain.pull_steps[0]["flows.deploy_steps.enter_project"]["default"] == str(Path(project))
