@@ -184,9 +184,12 @@ class ScheduleConfig(StrictModel):
 class DriftConfig(StrictModel):
     """How a scheduled retraining compares new data with the data behind production."""
 
-    bins: int = Field(10, ge=2, description="quantile bins of the reference values for the PSI")
+    compare: Literal["seasonal_difference", "level"] = Field(
+        "seasonal_difference", description="what is compared: y[t] - y[t - season], or the values themselves"
+    )
+    bins: int = Field(10, ge=2, description="most quantile bins of the reference values for the PSI")
     psi_threshold: float = Field(0.2, gt=0, description="a series drifted when its PSI exceeds this")
-    ks_alpha: float = Field(0.01, gt=0, lt=1, description="... or a two-sample KS test rejects at this level")
+    ks_alpha: float = Field(0.01, gt=0, lt=1, description="... and a two-sample KS test rejects at this level")
     min_points: int = Field(8, gt=1, description="series with fewer new points are not tested")
 
 

@@ -30,7 +30,7 @@ from seqpipe.config import PipelineConfig, SourceConfig
 from seqpipe.data.catalog import SeriesSpec, series_spec
 from seqpipe.data.drift import DriftReport, detect_drift
 from seqpipe.data.prepare import META_FILE, PreparedData, load_prepared, prepare_frame, save_prepared
-from seqpipe.data.snapshot import Manifest, read_manifest, read_snapshot, write_snapshot
+from seqpipe.data.snapshot import SNAPSHOTS, Manifest, read_manifest, read_snapshot, write_snapshot
 from seqpipe.data.sources import read_source, read_table
 from seqpipe.data.missing import fill_missing
 from seqpipe.data.frequency import infer_frequency, is_calendar
@@ -475,11 +475,12 @@ def check_drift(cfg: PipelineConfig, reference_md5: str, run_id: str | None = No
     """
     layout = Layout.of(cfg)
     current, manifest = read_snapshot(layout.raw)
-    reference_path = layout.raw / "snapshots" / f"{reference_md5}.parquet"
+    reference_path = layout.raw / SNAPSHOTS / f"{reference_md5}.parquet"
     if not reference_path.is_file():
         print(f"drift: production's snapshot {reference_path} is not here (`dvc pull` fetches it); not checked")
         return None
-    report = detect_drift(pd.read_parquet(reference_path), current, cfg.drift, reference_md5, manifest.md5)
+    report = detect_drift(pd.read_parquet(reference_path), current, cfg.drift, reference_md5, manifest.md5,
+                          season=series_spec(cfg.data).season)
     path = write_json(layout.reports.parent / DRIFT_DIR / f"{manifest.md5}.json", report.to_dict())
     print(report.summary())
     if run_id:

@@ -138,3 +138,32 @@ def test_unchanged_rerun_hits_the_cache_and_retrains_only_what_changed(project, 
     states = _task_states(fourth.state_details.flow_run_id)
     assert states["ingest"] == states["validate"] == "Cached"
     assert states["prepare"] == "Cached,Completed"  # the hit was checked, then prepare ran again
+
+
+def test_scheduled_run_skips_unchanged_data_and_reports_drift_on_new_data(project, cfg, prefect_server):
+    conf = str(project / "conf")
+    first = retrain(conf_dir=conf, scheduled=True, return_state=True)
+    assert first.is_completed(), first.message
+    assert first.result()["gate"]["action"] == "promoted"  # the first version becomes production
+
+    unchanged = retrain(conf_dir=conf, scheduled=True, return_state=True).result()
+    assert unchanged["skipped"] == "unchanged data"
+    client = MlflowClient(tracking_uri(cfg))
+    run = client.get_run(unchanged["mlflow_run_id"])
+    assert run.data.tags["seqpipe.decision"] == "skip"
+    assert run.info.status == "FINISHED"
+    assert not client.search_runs([run.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+
+    # A year more of data, with half the stores' level shifted: retrain, and say which drifted.
+    longer = make_series(length=72)
+    shifted = longer["store"].isin(["s00", "s01", "s02", "s03"]) & (longer.index % 72 >= 60)
+    longer.loc[shifted, "sales"] += 80
+    longer.to_csv(project / "input" / "sales.csv", index=False)
+    retrained = retrain(conf_dir=conf, scheduled=True, return_state=True).result()
+    assert retrained["skipped"] is None and retrained["cached_models"] == []
+    run = client.get_run(retrained["mlflow_run_id"])
+    assert run.data.tags["seqpipe.decision"] == "retrain"
+    assert "4 of 8 series drifted" in run.data.tags["seqpipe.decision_reason"]
+    assert run.data.metrics["drift_series_drifted"] == 4
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "drift")} == {f"drift/{retrained['dataset_md5']}.json"}

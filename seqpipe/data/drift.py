@@ -2,9 +2,11 @@
 
 Per series, the points the reference snapshot already had are the reference sample
 and the points after its last timestamp are the new sample (a series whose history was
-rewritten rather than extended compares in full). Each series gets a population
+rewritten rather than extended compares in full). By default both samples are seasonal
+differences (y[t] - y[t - season]): a trending or seasonal series always sees new levels,
+which is not drift; a change in how it moves from one season to the next is. Each series gets a population
 stability index over the reference's quantile bins and a two-sample Kolmogorov-Smirnov
-test; the summary says how many series drifted, which ones most, and which series
+test, and drifted when both say so; the summary says how many series drifted, which ones most, and which series
 appeared or disappeared.
 """
 
@@ -20,6 +22,7 @@ from seqpipe.config import DriftConfig
 
 # Empty bins would make the PSI infinite; this floor is the usual smoothing.
 PSI_FLOOR = 1e-4
+MIN_EXPECTED_PER_BIN = 5
 SHOWN = 10
 
 
@@ -71,26 +74,39 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def _series_drift(series_id: str, reference: pd.DataFrame, current: pd.DataFrame, settings: DriftConfig) -> SeriesDrift | None:
-    ref_values = reference["value"].dropna().to_numpy()
-    newer = current[current["timestamp"] > reference["timestamp"].max()]
+def _differenced(frame: pd.DataFrame, lag: int) -> pd.DataFrame:
+    if lag == 0:
+        return frame
+    return frame.assign(value=frame["value"] - frame["value"].shift(lag)).iloc[lag:]
+
+
+def _series_drift(series_id: str, reference: pd.DataFrame, current: pd.DataFrame, settings: DriftConfig,
+                  lag: int) -> SeriesDrift | None:
+    ref_values = _differenced(reference, lag)["value"].dropna().to_numpy()
+    changes = _differenced(current, lag)
+    newer = changes[changes["timestamp"] > reference["timestamp"].max()]
     # No newer points but different data: the history was revised, so compare all of it.
-    new_values = (newer if len(newer) else current)["value"].dropna().to_numpy()
+    new_values = (newer if len(newer) else changes)["value"].dropna().to_numpy()
     if len(new_values) < settings.min_points or len(ref_values) < settings.min_points:
         return None
-    index = psi(ref_values, new_values, settings.bins)
+    # A bin the new sample would fill with fewer than a handful of points makes the PSI noise.
+    bins = int(np.clip(len(new_values) // MIN_EXPECTED_PER_BIN, 2, settings.bins))
+    index = psi(ref_values, new_values, bins)
     pvalue = float(stats.ks_2samp(ref_values, new_values).pvalue)
+    # Both must agree: the PSI says the distribution moved far enough to matter, the KS test
+    # that a move this large is unlikely to be chance in samples this small.
     return SeriesDrift(series_id, len(ref_values), len(new_values), index, pvalue,
-                       bool(index > settings.psi_threshold or pvalue < settings.ks_alpha))
+                       bool(index > settings.psi_threshold and pvalue < settings.ks_alpha))
 
 
 def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, settings: DriftConfig,
-                 reference_md5: str, current_md5: str) -> DriftReport:
-    """Compare two canonical frames series by series."""
+                 reference_md5: str, current_md5: str, season: int = 1) -> DriftReport:
+    """Compare two canonical frames (sorted by series, then time) series by series."""
+    lag = season if settings.compare == "seasonal_difference" else 0
     ref_groups = dict(tuple(reference.groupby("series_id", sort=True)))
     cur_groups = dict(tuple(current.groupby("series_id", sort=True)))
     common = sorted(set(ref_groups) & set(cur_groups))
-    results = [_series_drift(sid, ref_groups[sid], cur_groups[sid], settings) for sid in common]
+    results = [_series_drift(sid, ref_groups[sid], cur_groups[sid], settings, lag) for sid in common]
     tested = [r for r in results if r is not None]
     finite = [r.psi for r in tested if np.isfinite(r.psi)]
     return DriftReport(
