@@ -17,7 +17,7 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
 
-.PHONY: venv run test ui repro up down clean-outputs
+.PHONY: venv run test ui repro up down clean-outputs bench-peer
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,20 @@ $(STAMP): requirements.lock pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# NeuralForecast, the peer that bench/throughput.py measures against, lives in its own
+# environment so it never shapes the project's: same torch build, installed first.
+PEER_VENV := bench/.peer-venv
+PEER_STAMP := $(PEER_VENV)/.installed
+
+$(PEER_STAMP): bench/peer-requirements.txt
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install --quiet torch==$(TORCH_VERSION)
+	$(PEER_VENV)/bin/python -m pip install --quiet -r bench/peer-requirements.txt
+	touch $(PEER_STAMP)
+
+bench-peer: $(PEER_STAMP)
 
 run: venv
 	$(BIN)/seqpipe run

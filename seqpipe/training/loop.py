@@ -76,19 +76,24 @@ def seed_everything(seed: int, num_threads: int | None = None) -> None:
     torch.set_num_threads(num_threads or os.cpu_count() or 1)
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+def _batches(n: int, batch_size: int, generator: torch.Generator | None,
+             device: torch.device | None = None) -> list[torch.Tensor]:
+    # The order is drawn on the CPU (the seeded generator lives there, so CPU and CUDA runs
+    # shuffle alike) and moved to the device in one copy per epoch, not one per batch.
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    return list(order.split(batch_size))
+    return list(order.to(device).split(batch_size)) if device is not None else list(order.split(batch_size))
 
 
 @torch.no_grad()
 def evaluate_loss(model: Forecaster, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
     model.eval()
-    total = 0.0
-    for index in _batches(len(x), batch_size, None):
+    # Summed on the device in float64 (what Python floats would give) and read once: a
+    # read per batch would stall the GPU queue each time.
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    for index in _batches(len(x), batch_size, None, x.device):
         with _autocast(x.device):
-            total += float(model.loss(x[index], y[index])) * len(index)
-    return total / max(len(x), 1)
+            total += model.loss(x[index], y[index]).double() * len(index)
+    return float(total) / max(len(x), 1)
 
 
 def _autocast(device: torch.device) -> torch.autocast:
@@ -135,7 +140,7 @@ def fit(
     generator = torch.Generator().manual_seed(settings.seed)
     saved = _read_checkpoint(checkpoint, signature or {}, settings, name)
     if saved is None:
-        model.pretrain(train_x, train_y, lambda: [i.to(device) for i in _batches(len(train_x), settings.batch_size, generator)])
+        model.pretrain(train_x, train_y, lambda: _batches(len(train_x), settings.batch_size, generator, device))
     optimizers = model.configure_optimizers(settings.learning_rate, settings.weight_decay)
     schedulers = [
         torch.optim.lr_scheduler.ReduceLROnPlateau(o, factor=LR_DECAY_FACTOR, patience=LR_DECAY_PATIENCE)
@@ -162,14 +167,15 @@ def fit(
         first_epoch = saved["epoch"] + 1
         _say(settings, f"[{name}] resuming from {checkpoint} after epoch {saved['epoch']}")
 
+    clipped = {id(o): [p for group in o.param_groups for p in group["params"]] for o in optimizers}
+
     def step(loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
         optimizer.zero_grad(set_to_none=True)
         # Backward under autocast is discouraged; it reuses the forward's dtypes anyway.
         with torch.autocast(device_type=device.type, enabled=False):
             loss.backward()
         if settings.grad_clip:
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
+            torch.nn.utils.clip_grad_norm_(clipped[id(optimizer)], settings.grad_clip)
         optimizer.step()
 
     for epoch in range(first_epoch, settings.max_epochs + 1):
@@ -177,16 +183,17 @@ def fit(
             break
         epoch_start = time.perf_counter()
         model.train()
-        running = 0.0
-        for index in _batches(len(train_x), settings.batch_size, generator):
-            index = index.to(device)
+        # As in evaluate_loss: no read from the device until the epoch ends.
+        running = torch.zeros((), dtype=torch.float64, device=device)
+        for index in _batches(len(train_x), settings.batch_size, generator, device):
             with _autocast(device):
                 loss = model.training_step(train_x[index], train_y[index], optimizers, step)
-            running += float(loss.detach()) * len(index)
+            running += loss.detach().double() * len(index)
         val_loss = evaluate_loss(model, val_x, val_y, settings.batch_size)
         for scheduler in schedulers:
             scheduler.step(val_loss)
-        log = EpochLog(epoch, running / len(train_x), val_loss, optimizers[0].param_groups[0]["lr"], time.perf_counter() - epoch_start)
+        log = EpochLog(epoch, float(running) / len(train_x), val_loss, optimizers[0].param_groups[0]["lr"],
+                       time.perf_counter() - epoch_start)
         history.append(log)
         improved = val_loss < best_loss
         if improved:
