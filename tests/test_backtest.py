@@ -17,8 +17,10 @@ from seqpipe.evaluation.metrics import METRICS
 from seqpipe.tracking.store import connect
 
 FOLDS = 3
-SHORT, SHORT_LENGTH = "s07", 30  # lookback + 2 x horizon = 24 points remain after folds 1 and 2 hold back 0 and 6, not after fold 3's 12
-ORIGINS = ["2019-07-01", "2019-01-01", "2018-07-01"]  # 60 monthly points from 2015-01: the test window starts at point 54
+# Splitting needs lookback + 2 x horizon = 24 points: s07 keeps them after folds 1 and 2 hold
+# back 0 and 6 points, not after fold 3's 12.
+SHORT, SHORT_LENGTH = "s07", 30
+ORIGINS = ["2019-07-01", "2019-01-01", "2018-07-01"]  # 60 months from 2015-01: fold 1 forecasts from point 54
 
 
 def _sales(perturb_from_end: int = 0) -> pd.DataFrame:
