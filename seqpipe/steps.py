@@ -200,11 +200,16 @@ def _with_frequency(spec: SeriesSpec, frame: pd.DataFrame) -> SeriesSpec:
     return replace(spec, freq=inferred)
 
 
+def _filled(cfg: PipelineConfig, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The frame with ``prepare.fill`` applied, and the series it still leaves with missing values."""
+    frame = fill_missing(frame, cfg.prepare.fill, cfg.prepare.fill_limit)
+    return frame, frame.loc[frame["value"].isna(), "series_id"].unique()
+
+
 def prepare(cfg: PipelineConfig) -> dict:
     """Split by time, scale per series on training data, cut windows; write ``data/prepared``."""
     layout = Layout.of(cfg)
-    frame = fill_missing(pd.read_parquet(layout.validated / VALIDATED_FILE), cfg.prepare.fill, cfg.prepare.fill_limit)
-    unfilled = frame.loc[frame["value"].isna(), "series_id"].unique()
+    frame, unfilled = _filled(cfg, pd.read_parquet(layout.validated / VALIDATED_FILE))
     if len(unfilled):
         raise DataValidationError(
             f"{layout.validated / VALIDATED_FILE}: {len(unfilled)} series still have missing values after "
@@ -553,8 +558,12 @@ def backtest(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_o
             _write_backtest(layout.backtest, off, summary, "The backtest is off (evaluation.backtest.folds = 0).\n")
         print("backtest off: set evaluation.backtest.folds to run one")
         return summary
-    prepared = _load_prepared_for(cfg, layout)
-    spec = prepared.spec
+    # Folds start from the validated rows, before any fill: a gap just before a fold's origin
+    # must not be interpolated from points after it.
+    if not (layout.validated / VALIDATED_FILE).is_file():
+        raise ConfigError(f"{layout.validated}: no validated data to backtest on; run `seqpipe validate` first")
+    frame = pd.read_parquet(layout.validated / VALIDATED_FILE)
+    spec = _with_frequency(series_spec(cfg.data), frame)
     step = settings.step or spec.horizon
     models = cfg.backtest_models()
     for model_spec in models:  # a mistyped hyper-parameter fails before any fold is fitted
@@ -562,7 +571,6 @@ def backtest(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_o
             _classical_settings(cfg, model_spec.name)
         else:
             _seeded_model(cfg, model_spec.name)
-    frame = prepared.frame.drop(columns="split")
     try:
         plans = bt.plan_folds(frame.groupby("series_id", sort=True).size(), spec, settings.folds, step)
     except ValueError as exc:
@@ -575,7 +583,7 @@ def backtest(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_o
     try:
         result = bt.run_folds(
             frame, plans, [(m.name, m.arch) for m in models],
-            prepare=lambda rows: prepare_frame(rows, spec, cfg.prepare.scaler, cfg.prepare.window_stride),
+            prepare=lambda rows, fold: _prepare_fold(cfg, rows, spec, fold),
             fit_and_score=lambda name, fold_data, fold: _refit_and_score(cfg, name, fold_data, f"{name} fold {fold}"),
         )
         summary = bt.summarize(result.folds, cfg.evaluation.metric)
@@ -592,6 +600,19 @@ def backtest(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_o
         finish_pipeline_run(cfg, parent, succeeded=True)
     print(f"\nBacktest ({settings.folds} folds, step {step}, ranked by mean {cfg.evaluation.metric}):\n{markdown}")
     return summary
+
+
+def _prepare_fold(cfg: PipelineConfig, rows: pd.DataFrame, spec: SeriesSpec, fold: int) -> PreparedData:
+    """What ``prepare`` makes of a fold's rows; series its fill cannot complete sit this fold out."""
+    filled, unfilled = _filled(cfg, rows)
+    if len(unfilled):
+        print(f"[backtest] fold {fold}: {len(unfilled)} series end in missing values that prepare.fill = "
+              f"{cfg.prepare.fill!r} cannot fill without later points; left out of this fold")
+        filled = filled[~filled["series_id"].isin(unfilled)].reset_index(drop=True)
+    if filled.empty:
+        raise DataValidationError(f"backtest fold {fold}: no series is complete after prepare.fill; "
+                                  "lower evaluation.backtest.folds or step")
+    return prepare_frame(filled, spec, cfg.prepare.scaler, cfg.prepare.window_stride)
 
 
 def _refit_and_score(cfg: PipelineConfig, name: str, prepared: PreparedData, label: str) -> ModelScores:

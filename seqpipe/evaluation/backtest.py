@@ -2,9 +2,10 @@
 
 Fold 1 forecasts the regular test window; fold i holds back the last ``(i - 1) x step``
 points of every series and forecasts the ``horizon`` points before them. Each fold's
-series are split, scaled and windowed by the same prepare code as the pipeline, from
-the points before the held-back part only, so nothing at or after a fold's origin
-reaches its scalers or its training (as statsforecast's ``cross_validation`` with refit).
+series are filled, split, scaled and windowed by the same prepare code as the pipeline,
+from the points before the held-back part only, so nothing after a fold's test window
+reaches it, and nothing at or after its origin reaches its scalers or its training (as
+statsforecast's ``cross_validation`` with refit).
 
 Training and scoring are passed in: this module decides what each fold sees and
 aggregates, the pipeline's own fitting code does the rest.
@@ -78,27 +79,30 @@ class BacktestResult:
 
 
 def run_folds(frame: pd.DataFrame, plans: Sequence[FoldPlan], models: Sequence[tuple[str, str]],
-              prepare: Callable[[pd.DataFrame], PreparedData],
+              prepare: Callable[[pd.DataFrame, int], PreparedData],
               fit_and_score: Callable[[str, PreparedData, int], ModelScores]) -> BacktestResult:
     """Prepare each fold, have every ``(name, arch)`` fitted and scored on it, and collect the scores.
 
-    ``prepare`` turns a fold's canonical rows into prepared data; ``fit_and_score(name,
-    prepared, fold)`` fits one model on it afresh and scores the test window.
+    ``prepare(rows, fold)`` turns a fold's canonical rows into prepared data (and may set
+    series aside, which then count as skipped); ``fit_and_score(name, prepared, fold)``
+    fits one model on it afresh and scores the test window.
     """
     rows, forecasts = [], []
     for plan in plans:
-        prepared = prepare(fold_frame(frame, plan))
+        prepared = prepare(fold_frame(frame, plan), plan.number)
+        series = len(prepared.scalers.series_ids)
+        skipped = len(plan.series) + len(plan.skipped) - series
         test = prepared.frame[prepared.frame["split"] == "test"]
         origin = test.groupby("series_id", sort=True, observed=True)["timestamp"].first().min()
         actual, _ = scoring_targets(prepared)
-        print(f"[backtest] fold {plan.number}/{len(plans)}: origin {origin}, {len(plan.series)} series"
-              + (f" ({len(plan.skipped)} too short, left out)" if plan.skipped else ""), flush=True)
+        print(f"[backtest] fold {plan.number}/{len(plans)}: origin {origin}, {series} series"
+              + (f" ({skipped} left out)" if skipped else ""), flush=True)
         for name, arch in models:
             scored = fit_and_score(name, prepared, plan.number)
             # NaN-skipping means, as the leaderboard takes them: fold 1 repeats its numbers.
             means = {metric: float(pd.Series(values).mean()) for metric, values in scored.scores.items()}
             rows.append({"model": name, "arch": arch, "fold": plan.number, "cut": plan.cut, "origin": origin,
-                         "series": len(plan.series), "skipped": len(plan.skipped), **means})
+                         "series": series, "skipped": skipped, **means})
             forecasts.append(pd.DataFrame({
                 "model": name, "fold": plan.number, "series_id": test["series_id"].to_numpy(),
                 "timestamp": test["timestamp"].to_numpy(), "forecast": scored.forecast.ravel(),
