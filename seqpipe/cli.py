@@ -102,6 +102,18 @@ def evaluate(conf: ConfOption = DEFAULT_CONF) -> None:
 
 
 @app.command()
+def backtest(
+    write_when_off: Annotated[bool, typer.Option(
+        "--write-when-off", help="with evaluation.backtest.folds 0, still write data/backtest empty (for DVC)")] = False,
+    conf: ConfOption = DEFAULT_CONF,
+) -> None:
+    """Refit and score the models at several earlier forecast origins (conf: evaluation.backtest)."""
+    from seqpipe import steps
+
+    steps.backtest(_config(conf), write_when_off=write_when_off)
+
+
+@app.command()
 def register(conf: ConfOption = DEFAULT_CONF) -> None:
     """Register the leaderboard's best model with the alias 'challenger'."""
     from seqpipe import steps

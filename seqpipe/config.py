@@ -121,12 +121,25 @@ class ModelSpec(StrictModel):
     params: dict[str, Any] = {}
 
 
+class BacktestConfig(StrictModel):
+    """A rolling-origin backtest: every model refitted and scored at ``folds`` earlier forecast origins.
+
+    Fold 1 forecasts the regular test window; fold i moves the origin ``(i - 1) x step``
+    points back and re-prepares and refits on what lies before it, nothing after.
+    """
+
+    folds: int = Field(0, ge=0, description="forecast origins; 0 turns the backtest off")
+    step: int | None = Field(None, gt=0, description="points the origin moves back per fold; None: the horizon")
+    models: list[str] | None = Field(None, min_length=1, description="models to backtest; None: every configured one")
+
+
 class EvaluationConfig(StrictModel):
     metric: Literal["mase", "smape", "mape", "mae", "rmse"] = "mase"
     plot_series: int = Field(4, gt=0)
     samples: int = Field(200, gt=1, description="samples drawn from probabilistic models for CRPS and intervals")
     coverage_levels: list[float] = Field([0.8, 0.95], description="central interval levels whose coverage is scored")
     seed: int = Field(0, description="seed of the evaluation's sampling, so scores repeat")
+    backtest: BacktestConfig = BacktestConfig()
 
     @model_validator(mode="after")
     def _levels_are_probabilities(self) -> EvaluationConfig:
@@ -253,7 +266,15 @@ class PipelineConfig(StrictModel):
             raise ValueError(f"models lists {duplicates} more than once")
         if not names:
             raise ValueError("models must list at least one model")
+        unknown = sorted(set(self.evaluation.backtest.models or []) - set(names))
+        if unknown:
+            raise ValueError(f"evaluation.backtest.models names models that 'models' does not list: {unknown}")
         return self
+
+    def backtest_models(self) -> list[ModelSpec]:
+        """The models the backtest refits, in the order ``models`` lists them."""
+        chosen = self.evaluation.backtest.models
+        return [spec for spec in self.models if chosen is None or spec.name in chosen]
 
     def path(self, relative: str | Path) -> Path:
         candidate = Path(relative)

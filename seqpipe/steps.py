@@ -36,21 +36,23 @@ from seqpipe.data.missing import fill_missing
 from seqpipe.data.frequency import infer_frequency, is_calendar
 from seqpipe.data.validation import Rules, ValidationReport, quarantine_candidates, validate_frame
 from seqpipe.errors import ConfigError, DataValidationError, PredictionError, RegistryError, SeqpipeError
+from seqpipe.evaluation import backtest as bt
 from seqpipe.evaluation.classical import classical_forecast, is_classical
 from seqpipe.evaluation.classical import parse_params as classical_params
 from seqpipe.evaluation.forecast import QuantileSettings
 from seqpipe.evaluation.gate import GateDecision, decide, diebold_mariano, step_losses
 from seqpipe.evaluation.leaderboard import board_metrics, build_leaderboard, to_markdown
-from seqpipe.evaluation.metrics import METRICS, score, seasonal_scale
+from seqpipe.evaluation.metrics import METRICS, score
 from seqpipe.evaluation.plots import (
     plot_error_distribution,
     plot_forecast_vs_actual,
     plot_metric_by_model,
     sample_series,
 )
-from seqpipe.evaluation.scoring import ModelScores, score_forecaster
+from seqpipe.evaluation.scoring import ModelScores, score_forecaster, scoring_targets
 from seqpipe.io import atomic_dir, folder_md5, read_json, write_json, write_table
 from seqpipe.models import ProblemShape, build_model
+from seqpipe.models.base import Forecaster
 from seqpipe.models.persistence import SPEC_FILE, load_model, save_model
 from seqpipe.tracking.lineage import (
     TAG_PREFIX,
@@ -69,7 +71,7 @@ from seqpipe.tracking.registry import rollback as roll_back_production
 from seqpipe.tracking.exchange import fetch_folder, publish_folder
 from seqpipe.tracking.runs import active_run, create_run, finish_run, log_metrics, log_params
 from seqpipe.tracking.store import connect
-from seqpipe.training import TrainSettings, fit, seed_everything
+from seqpipe.training import FitResult, TrainSettings, fit, seed_everything
 
 HISTORY_FILE = "history.json"
 REPORT_FILE = "report.json"
@@ -78,6 +80,7 @@ PREPARED_TAG = TAG_PREFIX + "prepared_md5"
 DOCS_DIR = "data_docs"
 EVALUATION_ARTIFACTS = ("leaderboard.csv", "leaderboard.md", "metrics.json", "forecast_vs_actual.png",
                         "metric_by_model.png", "error_distribution.png")
+BACKTEST_ARTIFACTS = ("folds.csv", "summary.csv", "summary.md", "metrics.json")
 VALIDATED_FILE = "series.parquet"
 CLASSICAL_FORECASTS = "forecasts.npy"
 # Artifact paths that carry folders between machines (see seqpipe.tracking.exchange).
@@ -99,12 +102,13 @@ class Layout:
     runs: Path  # MLflow run ids per trained model: local bookkeeping, not a DVC output
     evaluation: Path
     checkpoints: Path
+    backtest: Path
 
     @classmethod
     def of(cls, cfg: PipelineConfig) -> Layout:
         root = cfg.data_dir
         return cls(root / "raw", root / "validated", root / "quarantine", root / "reports" / "validation", root / "prepared",
-                   root / "models", root / "runs", root / "evaluation", root / "checkpoints")
+                   root / "models", root / "runs", root / "evaluation", root / "checkpoints", root / "backtest")
 
 
 # -- ingest -------------------------------------------------------------------------------------
@@ -202,11 +206,16 @@ def _with_frequency(spec: SeriesSpec, frame: pd.DataFrame) -> SeriesSpec:
     return replace(spec, freq=inferred)
 
 
+def _filled(cfg: PipelineConfig, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The frame with ``prepare.fill`` applied, and the series it still leaves with missing values."""
+    frame = fill_missing(frame, cfg.prepare.fill, cfg.prepare.fill_limit)
+    return frame, frame.loc[frame["value"].isna(), "series_id"].unique()
+
+
 def prepare(cfg: PipelineConfig) -> dict:
     """Split by time, scale per series on training data, cut windows; write ``data/prepared``."""
     layout = Layout.of(cfg)
-    frame = fill_missing(pd.read_parquet(layout.validated / VALIDATED_FILE), cfg.prepare.fill, cfg.prepare.fill_limit)
-    unfilled = frame.loc[frame["value"].isna(), "series_id"].unique()
+    frame, unfilled = _filled(cfg, pd.read_parquet(layout.validated / VALIDATED_FILE))
     if len(unfilled):
         raise DataValidationError(
             f"{layout.validated / VALIDATED_FILE}: {len(unfilled)} series still have missing values after "
@@ -281,13 +290,8 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
     if is_classical(spec_cfg.arch):
         return _fit_classical(cfg, name, parent_run_id, flow_run_id)
     layout = Layout.of(cfg)
-    spec = series_spec(cfg.data)
-    seed_everything(cfg.training.seed, cfg.training.num_threads)
     # Build first: a mistyped hyper-parameter should fail before any data is loaded.
-    try:
-        model = build_model(spec_cfg.arch, ProblemShape(spec.lookback, spec.horizon, spec.season), spec_cfg.params)
-    except ValueError as exc:
-        raise ConfigError(f"{cfg.model_file(name)}: {exc}") from None
+    model = _seeded_model(cfg, name)
     prepared = _load_prepared_for(cfg, layout)
 
     client, experiment_id = connect(cfg)
@@ -302,9 +306,9 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
         })
         checkpoint = layout.checkpoints / f"{name}.pt"
         with active_run(run_id, system_metrics=cfg.tracking.system_metrics and model.trainable):
-            result = fit(
-                model, (prepared.train.x, prepared.train.y), (prepared.val.x, prepared.val.y), _settings(cfg),
-                name=name, checkpoint=checkpoint, signature=_checkpoint_signature(cfg, name, prepared, layout),
+            result = _fit_on(
+                cfg, model, prepared, name, checkpoint=checkpoint,
+                signature=_checkpoint_signature(cfg, name, prepared, layout),
                 on_epoch=lambda e: log_metrics(client, run_id, {"train_loss": e.train_loss, "val_loss": e.val_loss,
                                                                 "learning_rate": e.learning_rate}, step=e.epoch),
             )
@@ -331,6 +335,35 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
     return summary
 
 
+def _seeded_model(cfg: PipelineConfig, name: str) -> Forecaster:
+    """Seed every generator, then build the configured model: its initial weights follow from the seed."""
+    spec_cfg, spec = cfg.model(name), series_spec(cfg.data)
+    seed_everything(cfg.training.seed, cfg.training.num_threads)
+    try:
+        return build_model(spec_cfg.arch, ProblemShape(spec.lookback, spec.horizon, spec.season), spec_cfg.params)
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.model_file(name)}: {exc}") from None
+
+
+def _fit_on(cfg: PipelineConfig, model: Forecaster, prepared: PreparedData, label: str, **options) -> FitResult:
+    """Train on the training windows, stopping early on the validation window: the recipe train and backtest share."""
+    return fit(model, (prepared.train.x, prepared.train.y), (prepared.val.x, prepared.val.y), _settings(cfg),
+               name=label, **options)
+
+
+def _classical_settings(cfg: PipelineConfig, name: str):
+    try:
+        return classical_params(cfg.model(name).arch, cfg.model(name).params)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{cfg.model_file(name)}: {exc}") from None
+
+
+def _classical_forecasts(cfg: PipelineConfig, name: str, params, prepared: PreparedData) -> np.ndarray:
+    """Fit a classical reference on each series' training and validation part; its test forecasts."""
+    return classical_forecast(cfg.model(name).arch, params, prepared.frame, prepared.scalers.series_ids,
+                              prepared.spec.horizon, prepared.spec.season)
+
+
 def _load_prepared_for(cfg: PipelineConfig, layout: Layout) -> PreparedData:
     spec = series_spec(cfg.data)
     prepared = load_prepared(layout.prepared)
@@ -348,10 +381,7 @@ def _fit_classical(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_
     ``evaluate`` scores, and ``register`` passes over it.
     """
     spec_cfg = cfg.model(name)
-    try:
-        params = classical_params(spec_cfg.arch, spec_cfg.params)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{cfg.model_file(name)}: {exc}") from None
+    params = _classical_settings(cfg, name)
     layout = Layout.of(cfg)
     prepared = _load_prepared_for(cfg, layout)
     client, experiment_id = connect(cfg)
@@ -361,8 +391,7 @@ def _fit_classical(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_
                                     **{f"model.{k}": v for k, v in asdict(params).items()},
                                     **{f"data.{k}": v for k, v in asdict(prepared.spec).items()}})
         started = time.perf_counter()
-        forecast = classical_forecast(spec_cfg.arch, params, prepared.frame, prepared.scalers.series_ids,
-                                      prepared.spec.horizon, prepared.spec.season)
+        forecast = _classical_forecasts(cfg, name, params, prepared)
         seconds = time.perf_counter() - started
         log_metrics(client, run_id, {"fit_seconds": seconds})
         with atomic_dir(layout.models / name) as staging:
@@ -513,7 +542,7 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
     frame = prepared.frame
     ids = prepared.scalers.series_ids
     test_rows = frame[frame["split"] == "test"]
-    actual, scale = _test_targets(prepared)
+    actual, scale = scoring_targets(prepared)
 
     runs, per_series, forecasts = {}, [], []
     for spec in cfg.models:
@@ -590,6 +619,124 @@ def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, di
     client.set_tag(parent, "seqpipe.best_model", best["model"])
 
 
+# -- backtest -----------------------------------------------------------------------------------
+
+def backtest(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_off: bool = False) -> pd.DataFrame:
+    """Refit and score the models at ``evaluation.backtest.folds`` forecast origins; write ``data/backtest``.
+
+    Fold 1 is the regular test window, each next fold's origin ``step`` points earlier
+    (see ``seqpipe.evaluation.backtest``). Returns the summary: per model, the mean and
+    standard deviation of every score over the folds. With ``folds: 0`` it does nothing
+    and returns an empty summary, so callers may call it unconditionally;
+    ``write_when_off`` then writes the outputs empty, for a DVC stage that declares them.
+    Fold models are neither saved nor registered; the results go to the parent MLflow run.
+    """
+    settings, layout = cfg.evaluation.backtest, Layout.of(cfg)
+    if settings.folds == 0:
+        off, summary = bt.empty_result()
+        if write_when_off:
+            _write_backtest(layout.backtest, off, summary, "The backtest is off (evaluation.backtest.folds = 0).\n")
+        print("backtest off: set evaluation.backtest.folds to run one")
+        return summary
+    # Folds start from the validated rows, before any fill: a gap just before a fold's origin
+    # must not be interpolated from points after it.
+    if not (layout.validated / VALIDATED_FILE).is_file():
+        raise ConfigError(f"{layout.validated}: no validated data to backtest on; run `seqpipe validate` first")
+    frame = pd.read_parquet(layout.validated / VALIDATED_FILE)
+    spec = _with_frequency(series_spec(cfg.data), frame)
+    step = settings.step or spec.horizon
+    models = cfg.backtest_models()
+    for model_spec in models:  # a mistyped hyper-parameter fails before any fold is fitted
+        if is_classical(model_spec.arch):
+            _classical_settings(cfg, model_spec.name)
+        else:
+            _seeded_model(cfg, model_spec.name)
+    try:
+        plans = bt.plan_folds(frame.groupby("series_id", sort=True).size(), spec, settings.folds, step)
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.conf_dir / 'pipeline.yaml'}: {exc}") from None
+
+    connect(cfg)  # an unreachable store fails here, before hours of fitting
+    parent, owned = parent_run_id or _evaluated_parent(cfg), False
+    if parent is None:
+        parent, owned = pipeline_run_for(cfg), True
+    try:
+        result = bt.run_folds(
+            frame, plans, [(m.name, m.arch) for m in models],
+            prepare=lambda rows, fold: _prepare_fold(cfg, rows, spec, fold),
+            fit_and_score=lambda name, fold_data, fold: _refit_and_score(cfg, name, fold_data, f"{name} fold {fold}"),
+        )
+        summary = bt.summarize(result.folds, cfg.evaluation.metric)
+        markdown = to_markdown(summary)
+        header = (f"Rolling-origin backtest: {settings.folds} folds, origin {step} points earlier per fold, "
+                  f"horizon {spec.horizon}; mean and standard deviation over folds.\n\n")
+        _write_backtest(layout.backtest, result, summary, header + markdown)
+        _log_backtest(cfg, parent, summary, step)
+    except BaseException:
+        if owned:
+            finish_pipeline_run(cfg, parent, succeeded=False)
+        raise
+    if owned:
+        finish_pipeline_run(cfg, parent, succeeded=True)
+    print(f"\nBacktest ({settings.folds} folds, step {step}, ranked by mean {cfg.evaluation.metric}):\n{markdown}")
+    return summary
+
+
+def _prepare_fold(cfg: PipelineConfig, rows: pd.DataFrame, spec: SeriesSpec, fold: int) -> PreparedData:
+    """What ``prepare`` makes of a fold's rows; series its fill cannot complete sit this fold out."""
+    filled, unfilled = _filled(cfg, rows)
+    if len(unfilled):
+        print(f"[backtest] fold {fold}: {len(unfilled)} series end in missing values that prepare.fill = "
+              f"{cfg.prepare.fill!r} cannot fill without later points; left out of this fold")
+        filled = filled[~filled["series_id"].isin(unfilled)].reset_index(drop=True)
+    if filled.empty:
+        raise DataValidationError(f"backtest fold {fold}: no series is complete after prepare.fill; "
+                                  "lower evaluation.backtest.folds or step")
+    return prepare_frame(filled, spec, cfg.prepare.scaler, cfg.prepare.window_stride)
+
+
+def _refit_and_score(cfg: PipelineConfig, name: str, prepared: PreparedData, label: str) -> ModelScores:
+    """Fit one configured model afresh on ``prepared`` and score its test window: nothing saved, no run."""
+    actual, scale = scoring_targets(prepared)
+    if is_classical(cfg.model(name).arch):
+        forecast = _classical_forecasts(cfg, name, _classical_settings(cfg, name), prepared)
+        return ModelScores(score(actual, forecast, scale), forecast, None, None)
+    model = _seeded_model(cfg, name)
+    _fit_on(cfg, model, prepared, label)
+    # Scored on the CPU, as evaluate scores the saved models.
+    return score_forecaster(model.cpu(), prepared.test, prepared.scalers, actual, scale, cfg.evaluation)
+
+
+def _write_backtest(folder: Path, result: bt.BacktestResult, summary: pd.DataFrame, markdown: str) -> None:
+    with atomic_dir(folder) as staging:
+        result.folds.to_csv(staging / "folds.csv", index=False)
+        result.forecasts.to_parquet(staging / "forecasts.parquet", index=False)
+        summary.to_csv(staging / "summary.csv", index=False)
+        (staging / "summary.md").write_text(markdown)
+        (staging / "metrics.json").write_text(json.dumps(bt.summary_metrics(summary), indent=2, sort_keys=True) + "\n")
+
+
+def _evaluated_parent(cfg: PipelineConfig) -> str | None:
+    """The pipeline run the current models were trained in (and evaluate logged to), if trained here."""
+    for spec in cfg.models:
+        record = training_record(cfg, spec.name)
+        if record:
+            return record["parent_run_id"]
+    return None
+
+
+def _log_backtest(cfg: PipelineConfig, parent: str, summary: pd.DataFrame, step: int) -> None:
+    layout = Layout.of(cfg)
+    client, _ = connect(cfg)
+    for artifact in BACKTEST_ARTIFACTS:
+        client.log_artifact(parent, str(layout.backtest / artifact), "backtest")
+    log_metrics(client, parent, {f"backtest_{model}_{name}": value
+                                 for model, scores in bt.summary_metrics(summary).items()
+                                 for name, value in scores.items()})
+    client.set_tag(parent, "seqpipe.backtest.folds", str(cfg.evaluation.backtest.folds))
+    client.set_tag(parent, "seqpipe.backtest.step", str(step))
+
+
 # -- register / promote / predict ----------------------------------------------------------------
 
 def register(cfg: PipelineConfig) -> str:
@@ -639,15 +786,6 @@ def register(cfg: PipelineConfig) -> str:
     return version
 
 
-def _test_targets(prepared: PreparedData) -> tuple[np.ndarray, np.ndarray]:
-    """The test actuals (series x horizon) and each series' MASE scale, both in scaler order."""
-    frame = prepared.frame
-    ids = prepared.scalers.series_ids
-    actual = frame.loc[frame["split"] == "test", "value"].to_numpy(np.float64).reshape(len(ids), prepared.spec.horizon)
-    scale = seasonal_scale(frame[frame["split"] == "train"], prepared.spec.season).reindex(ids).to_numpy()
-    return actual, scale
-
-
 def _test_split(cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     """The history before the test split, the test actuals (series x step) and each series' MASE scale."""
     folder = Layout.of(cfg).prepared
@@ -656,7 +794,7 @@ def _test_split(cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Ser
     prepared = load_prepared(folder)
     frame = prepared.frame
     history = frame.loc[frame["split"] != "test", ["series_id", "timestamp", "value"]].reset_index(drop=True)
-    values, scale = _test_targets(prepared)
+    values, scale = scoring_targets(prepared)
     ids = pd.Index(prepared.scalers.series_ids, name="series_id")
     actual = pd.DataFrame(values, index=ids, columns=pd.RangeIndex(1, prepared.spec.horizon + 1, name="step"))
     return history, actual, pd.Series(scale, index=ids)

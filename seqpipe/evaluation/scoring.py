@@ -7,10 +7,10 @@ from typing import Protocol
 
 import numpy as np
 
-from seqpipe.data.prepare import Windows
+from seqpipe.data.prepare import PreparedData, Windows
 from seqpipe.data.scaling import Scalers
 from seqpipe.evaluation.forecast import predict_scaled
-from seqpipe.evaluation.metrics import score
+from seqpipe.evaluation.metrics import score, seasonal_scale
 from seqpipe.evaluation.probabilistic import is_probabilistic, probabilistic_scores, sample_forecasts
 from seqpipe.models.base import Forecaster
 
@@ -27,6 +27,15 @@ class ModelScores:
     forecast: np.ndarray  # (series, horizon), original units
     lower: np.ndarray | None  # the first coverage level's interval, for plots
     upper: np.ndarray | None
+
+
+def scoring_targets(prepared: PreparedData) -> tuple[np.ndarray, np.ndarray]:
+    """The test actuals (series x horizon) and each series' MASE scale, both in scaler order."""
+    frame = prepared.frame
+    ids = prepared.scalers.series_ids
+    actual = frame.loc[frame["split"] == "test", "value"].to_numpy(np.float64).reshape(len(ids), prepared.spec.horizon)
+    scale = seasonal_scale(frame[frame["split"] == "train"], prepared.spec.season).reindex(ids).to_numpy()
+    return actual, scale
 
 
 def score_forecaster(model: Forecaster, windows: Windows, scalers: Scalers, actual: np.ndarray, scale: np.ndarray,
