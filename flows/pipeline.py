@@ -1,4 +1,4 @@
-"""The retraining flow: ingest -> validate -> prepare -> train x N -> evaluate -> register -> gate.
+"""The retraining flow: ingest -> validate -> prepare -> train x N -> evaluate [-> backtest] -> register -> gate.
 
 Tasks only call ``seqpipe.steps``; data moves between them as files under ``data/``.
 Run it in-process with ``seqpipe run`` (Prefect needs no server for that), or serve it
@@ -92,6 +92,8 @@ def run_pipeline(cfg: PipelineConfig, flow_run_id: str | None, scheduled: bool =
         trained = timer.run(f"train {len(cfg.models)} models ({cfg.orchestration.mode})", train_models,
                             cfg, [spec.name for spec in cfg.models], parent)
         board = timer.run("evaluate", plain_task("evaluate", steps.evaluate, cfg), cfg, parent)
+        if cfg.evaluation.backtest.folds:
+            timer.run("backtest", plain_task("backtest", steps.backtest, cfg), cfg, parent)
         version = timer.run("register", plain_task("register", steps.register, cfg), cfg)
         decision = timer.run("gate", plain_task("gate", steps.gate, cfg), cfg)
         succeeded = True
