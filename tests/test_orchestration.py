@@ -124,7 +124,9 @@ def stack(tmp_path_factory):
     overlay = {"tracking": {"tracking_uri": mlflow_url, "artifact_root": None},
                "orchestration": {"prefect_api_url": prefect_url}}
     (root / "conf" / "profiles" / "production.yaml").write_text(yaml.safe_dump(overlay))
-    env = {"SEQPIPE_PROFILE": "production,workers", "PREFECT_HOME": str(root / ".prefect-home")}
+    # Workers poll every second instead of every 10: the tests wait on them.
+    env = {"SEQPIPE_PROFILE": "production,workers", "PREFECT_HOME": str(root / ".prefect-home"),
+           "PREFECT_WORKER_QUERY_SECONDS": "1"}
     stack = Stack(root, env, mlflow_url, prefect_url)
     up = stack.cli("up")
     assert up.returncode == 0, up.stdout + up.stderr
