@@ -19,7 +19,10 @@ from typing import Any, Literal
 from seqpipe.config import PipelineConfig
 from seqpipe.data.sources import resolve_paths
 from seqpipe.errors import SourceError
+from seqpipe.data.prepare import META_FILE
+from seqpipe.data.snapshot import MANIFEST
 from seqpipe.io import folder_md5, md5_file, read_json
+from seqpipe.layout import VALIDATED_FILE, Layout
 
 Step = Literal["ingest", "validate", "prepare", "train"]
 CACHED_STEPS: tuple[Step, ...] = ("ingest", "validate", "prepare", "train")
@@ -59,15 +62,13 @@ def _source_digest(cfg: PipelineConfig) -> str | None:
     return _hash({str(p.relative_to(cfg.root) if p.is_relative_to(cfg.root) else p): md5_file(p) for p in paths})
 
 
-def _layout(cfg: PipelineConfig) -> dict[str, Path]:
-    root = cfg.data_dir
-    return {"raw": root / "raw", "validated": root / "validated" / "series.parquet", "prepared": root / "prepared",
-            "models": root / "models", "runs": root / "runs"}
+def _prepared_digest(layout: Layout) -> str | None:
+    return folder_md5(layout.prepared) if (layout.prepared / META_FILE).is_file() else None
 
 
 def _manifest_md5(cfg: PipelineConfig) -> str | None:
-    raw = _layout(cfg)["raw"]
-    manifest = raw / "manifest.json"
+    raw = Layout.of(cfg).raw
+    manifest = raw / MANIFEST
     if not manifest.is_file():
         return None
     recorded = read_json(manifest)
@@ -81,7 +82,7 @@ def _training_settings(cfg: PipelineConfig) -> dict[str, Any]:
 
 def step_inputs(cfg: PipelineConfig, step: Step, model: str | None = None) -> str | None:
     """Digest of everything ``step`` depends on; None when that cannot be known without running it."""
-    paths = _layout(cfg)
+    layout = Layout.of(cfg)
     data = cfg.data.model_dump(mode="json", exclude={"source"})
     if step == "ingest":
         source = _source_digest(cfg)
@@ -92,13 +93,13 @@ def step_inputs(cfg: PipelineConfig, step: Step, model: str | None = None) -> st
         parts = None if snapshot is None else {"snapshot": snapshot, "data": data,
                                                "validation": cfg.validation.model_dump(mode="json")}
     elif step == "prepare":
-        validated = _file_digest(paths["validated"])
+        validated = _file_digest(layout.validated / VALIDATED_FILE)
         parts = None if validated is None else {"validated": validated, "data": data,
                                                 "prepare": cfg.prepare.model_dump(mode="json")}
     elif step == "train":
         if model is None:
             raise ValueError("the train step's inputs depend on the model")
-        prepared = folder_md5(paths["prepared"]) if (paths["prepared"] / "meta.json").is_file() else None
+        prepared = _prepared_digest(layout)
         parts = None if prepared is None else {"prepared": prepared, "model": cfg.model(model).model_dump(mode="json"),
                                                "training": _training_settings(cfg)}
     else:
@@ -108,15 +109,15 @@ def step_inputs(cfg: PipelineConfig, step: Step, model: str | None = None) -> st
 
 def step_outputs(cfg: PipelineConfig, step: Step, model: str | None = None) -> str | None:
     """Digest of what ``step`` left on disk; None when it is missing."""
-    paths = _layout(cfg)
+    layout = Layout.of(cfg)
     if step == "ingest":
         return _manifest_md5(cfg)
     if step == "validate":
-        return _file_digest(paths["validated"])
+        return _file_digest(layout.validated / VALIDATED_FILE)
     if step == "prepare":
-        return folder_md5(paths["prepared"]) if (paths["prepared"] / "meta.json").is_file() else None
+        return _prepared_digest(layout)
     if step == "train":
-        folder, record = paths["models"] / str(model), paths["runs"] / f"{model}.json"
+        folder, record = layout.models / str(model), layout.runs / f"{model}.json"
         if not (folder.is_dir() and record.is_file()):
             return None
         digest = folder_md5(folder)

@@ -35,6 +35,7 @@ from seqpipe.data.sources import read_source, read_table
 from seqpipe.data.missing import fill_missing
 from seqpipe.data.frequency import infer_frequency, is_calendar
 from seqpipe.data.validation import Rules, ValidationReport, quarantine_candidates, validate_frame
+from seqpipe.layout import VALIDATED_FILE, Layout
 from seqpipe.errors import ConfigError, DataValidationError, PredictionError, RegistryError, SeqpipeError
 from seqpipe.evaluation import backtest as bt
 from seqpipe.evaluation.classical import classical_forecast, is_classical
@@ -81,34 +82,11 @@ DOCS_DIR = "data_docs"
 EVALUATION_ARTIFACTS = ("leaderboard.csv", "leaderboard.md", "metrics.json", "forecast_vs_actual.png",
                         "metric_by_model.png", "error_distribution.png")
 BACKTEST_ARTIFACTS = ("folds.csv", "summary.csv", "summary.md", "metrics.json")
-VALIDATED_FILE = "series.parquet"
 CLASSICAL_FORECASTS = "forecasts.npy"
 # Artifact paths that carry folders between machines (see seqpipe.tracking.exchange).
 MODEL_FILES = "model_files"
 PREPARED_FILES = "inputs/prepared"
 DRIFT_DIR = "drift"
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where each step writes, under the configured data folder."""
-
-    raw: Path
-    validated: Path
-    quarantine: Path
-    reports: Path
-    prepared: Path
-    models: Path
-    runs: Path  # MLflow run ids per trained model: local bookkeeping, not a DVC output
-    evaluation: Path
-    checkpoints: Path
-    backtest: Path
-
-    @classmethod
-    def of(cls, cfg: PipelineConfig) -> Layout:
-        root = cfg.data_dir
-        return cls(root / "raw", root / "validated", root / "quarantine", root / "reports" / "validation", root / "prepared",
-                   root / "models", root / "runs", root / "evaluation", root / "checkpoints", root / "backtest")
 
 
 # -- ingest -------------------------------------------------------------------------------------
