@@ -745,6 +745,14 @@ def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path
         loaded = mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:
         raise RegistryError(f"cannot load {uri}: {exc.message}") from None
+    schema = loaded.metadata.get_input_schema()
+    if schema is not None:
+        wanted = schema.input_names()
+        absent = [c for c in wanted if c not in history.columns]
+        if absent:
+            raise PredictionError(f"{input_path}: missing columns {absent} that {uri} reads (covariates keep their "
+                                  f"names); columns present: {list(map(str, history.columns))}")
+        history = history[wanted]
     try:
         forecast = loaded.predict(history, params=None if horizon is None else {"horizon": horizon})
     except MlflowException as exc:
