@@ -33,12 +33,32 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Names the canonical and prepared frames use themselves: a covariate may not take one.
+RESERVED_COLUMNS = ("series_id", "timestamp", "value", "split")
+CalendarFeature = Literal["minute_of_hour", "hour_of_day", "day_of_week", "day_of_month", "day_of_year",
+                          "week_of_year", "month_of_year", "quarter_of_year"]
+
+
 class ColumnMap(StrictModel):
-    """Which source columns hold the series id, the time and the value."""
+    """Which source columns hold the series id, the time, the value and any covariates."""
 
     series_id: str = "series_id"
     timestamp: str = "timestamp"
     value: str = "value"
+    covariates: list[str] = Field(
+        [], description="numeric columns observed with the value (price, promo), extra model inputs; keep their names"
+    )
+
+    @model_validator(mode="after")
+    def _covariates_are_distinct(self) -> ColumnMap:
+        mapped = {self.series_id, self.timestamp, self.value}
+        clashes = sorted(c for c in self.covariates if c in mapped or c in RESERVED_COLUMNS)
+        if clashes:
+            raise ValueError(f"covariates {clashes} repeat a mapped column or a reserved name {list(RESERVED_COLUMNS)}")
+        repeated = sorted({c for c in self.covariates if self.covariates.count(c) > 1})
+        if repeated:
+            raise ValueError(f"covariates lists {repeated} more than once")
+        return self
 
 
 class SourceConfig(StrictModel):
@@ -64,6 +84,9 @@ class SourceConfig(StrictModel):
         for key in required:
             if not getattr(self, key):
                 raise ValueError(f"data.source.{key} is required when kind is '{self.kind}'")
+        if self.columns.covariates and (self.kind == "builtin" or self.layout == "wide"):
+            raise ValueError("data.source.columns.covariates needs a long-layout csv, parquet or sql source: "
+                             "built-in datasets have none, and a wide layout has one column per series")
         return self
 
 
@@ -98,6 +121,16 @@ class PrepareConfig(StrictModel):
     window_stride: int = Field(1, gt=0)
     fill: Literal["none", "ffill", "linear"] = Field("none", description="how missing values are filled, per series")
     fill_limit: int | None = Field(None, gt=0, description="longest run of missing values that is filled")
+    calendar_features: list[CalendarFeature] = Field(
+        [], description="sin/cos pairs of the timestamps' position in a cycle, as extra inputs; calendar data only"
+    )
+
+    @model_validator(mode="after")
+    def _calendar_features_distinct(self) -> PrepareConfig:
+        repeated = sorted({c for c in self.calendar_features if self.calendar_features.count(c) > 1})
+        if repeated:
+            raise ValueError(f"prepare.calendar_features lists {repeated} more than once")
+        return self
 
 
 class TrainingConfig(StrictModel):

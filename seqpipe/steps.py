@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,7 +29,10 @@ from mlflow.exceptions import MlflowException
 from seqpipe.config import PipelineConfig, SourceConfig
 from seqpipe.data.catalog import SeriesSpec, series_spec
 from seqpipe.data.drift import DriftReport, detect_drift
-from seqpipe.data.prepare import META_FILE, PreparedData, load_prepared, prepare_frame, save_prepared
+from seqpipe.data.features import Features
+from seqpipe.data.prepare import (
+    COVARIATE_SCALERS_FILE, META_FILE, SCALERS_FILE, PreparedData, load_prepared, prepare_frame, save_prepared,
+)
 from seqpipe.data.snapshot import SNAPSHOTS, Manifest, read_manifest, read_snapshot, write_snapshot
 from seqpipe.data.sources import read_source, read_table
 from seqpipe.data.missing import fill_missing
@@ -112,6 +115,7 @@ def validation_rules(cfg: PipelineConfig) -> Rules:
         min_rows=rules.min_rows,
         max_rows=rules.max_rows,
         freq=spec.freq,
+        covariates=tuple(cfg.data.source.columns.covariates),
     )
 
 
@@ -174,6 +178,13 @@ def read_validation(cfg: PipelineConfig) -> dict:
 
 # -- prepare ------------------------------------------------------------------------------------
 
+def input_features(cfg: PipelineConfig) -> Features:
+    """The configured channels beside the target: covariates, then calendar features."""
+    source, calendar = cfg.data.source, tuple(cfg.prepare.calendar_features)
+    # The zone matters only to calendar features: without them, it must not tell two preparations apart.
+    return Features(tuple(source.columns.covariates), calendar, source.timezone if calendar else "UTC")
+
+
 def _with_frequency(spec: SeriesSpec, frame: pd.DataFrame) -> SeriesSpec:
     """Calendar data needs a frequency to date its forecasts: configured, or inferred here."""
     if spec.freq or not is_calendar(frame):
@@ -201,7 +212,7 @@ def prepare(cfg: PipelineConfig) -> dict:
             f"{list(unfilled[:cfg.validation.max_offending_listed])}")
     report = read_validation(cfg)
     spec = _with_frequency(series_spec(cfg.data), frame)
-    prepared = prepare_frame(frame, spec, cfg.prepare.scaler, cfg.prepare.window_stride)
+    prepared = prepare_frame(frame, spec, cfg.prepare.scaler, cfg.prepare.window_stride, input_features(cfg))
     with atomic_dir(layout.prepared) as staging:
         meta = save_prepared(prepared, staging, dataset=report["dataset"])
     print(f"prepared {meta['series']} series: windows {meta['windows']}, scaler {meta['scaler']}")
@@ -280,6 +291,7 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
             "arch": spec_cfg.arch, **{f"model.{k}": v for k, v in asdict(model.params).items()},
             **{f"training.{k}": v for k, v in cfg.training.model_dump().items()},
             **{f"data.{k}": v for k, v in asdict(prepared.spec).items()},
+            "data.inputs": ",".join(prepared.features.names),
             "train_windows": len(prepared.train), "parameters": sum(p.numel() for p in model.parameters()),
         })
         checkpoint = layout.checkpoints / f"{name}.pt"
@@ -318,7 +330,8 @@ def _seeded_model(cfg: PipelineConfig, name: str) -> Forecaster:
     spec_cfg, spec = cfg.model(name), series_spec(cfg.data)
     seed_everything(cfg.training.seed, cfg.training.num_threads)
     try:
-        return build_model(spec_cfg.arch, ProblemShape(spec.lookback, spec.horizon, spec.season), spec_cfg.params)
+        shape = ProblemShape(spec.lookback, spec.horizon, spec.season, input_features(cfg).channels)
+        return build_model(spec_cfg.arch, shape, spec_cfg.params)
     except ValueError as exc:
         raise ConfigError(f"{cfg.model_file(name)}: {exc}") from None
 
@@ -349,6 +362,9 @@ def _load_prepared_for(cfg: PipelineConfig, layout: Layout) -> PreparedData:
     if made_for != (spec.lookback, spec.horizon, spec.season):
         raise ConfigError(f"{layout.prepared} was prepared for (lookback, horizon, season) = {made_for}, "
                           f"the config now says {(spec.lookback, spec.horizon, spec.season)}: run `seqpipe prepare` again")
+    if prepared.features != input_features(cfg):
+        raise ConfigError(f"{layout.prepared} was prepared with inputs {prepared.features.to_dict()}, the config now "
+                          f"asks for {input_features(cfg).to_dict()}: run `seqpipe prepare` again")
     return prepared
 
 
@@ -394,6 +410,7 @@ def _checkpoint_signature(cfg: PipelineConfig, name: str, prepared: PreparedData
     payload = json.dumps({"training": training, "model": spec}, sort_keys=True)
     return {"config": hashlib.sha256(payload.encode()).hexdigest()[:16], "arch": spec["arch"],
             "shape": [prepared.spec.lookback, prepared.spec.horizon, prepared.spec.season],
+            "inputs": prepared.features.names,
             "dataset": read_json(layout.prepared / META_FILE)["dataset"], "train_windows": len(prepared.train)}
 
 
@@ -670,7 +687,7 @@ def _prepare_fold(cfg: PipelineConfig, rows: pd.DataFrame, spec: SeriesSpec, fol
     if filled.empty:
         raise DataValidationError(f"backtest fold {fold}: no series is complete after prepare.fill; "
                                   "lower evaluation.backtest.folds or step")
-    return prepare_frame(filled, spec, cfg.prepare.scaler, cfg.prepare.window_stride)
+    return prepare_frame(filled, spec, cfg.prepare.scaler, cfg.prepare.window_stride, input_features(cfg))
 
 
 def _refit_and_score(cfg: PipelineConfig, name: str, prepared: PreparedData, label: str) -> ModelScores:
@@ -743,7 +760,7 @@ def register(cfg: PipelineConfig) -> str:
     prepared = load_prepared(layout.prepared)
     example_ids = prepared.scalers.series_ids[:2]
     example = (prepared.frame[prepared.frame["series_id"].isin(example_ids)]
-               .groupby("series_id").tail(prepared.spec.lookback)[["series_id", "timestamp", "value"]]
+               .groupby("series_id").tail(prepared.spec.lookback)[_history_columns(prepared)]
                .reset_index(drop=True))
     # The version inherits the lineage its training run recorded, not today's files.
     trained_from = {k: v for k, v in client.get_run(run["run_id"]).data.tags.items() if k.startswith(TAG_PREFIX)}
@@ -754,14 +771,20 @@ def register(cfg: PipelineConfig) -> str:
         config = write_json(Path(scratch) / "pipeline.json", cfg.model_dump(mode="json", exclude={"root", "conf_dir"}))
         version = log_and_register(
             client, run["run_id"], cfg.tracking.registered_model,
-            ModelArtifacts(layout.models / best["model"], layout.prepared / "scalers.parquet", prepared.spec.freq,
+            ModelArtifacts(layout.models / best["model"], layout.prepared / SCALERS_FILE, prepared.spec.freq,
                            example, QuantileSettings(tuple(cfg.serving.quantiles), cfg.serving.samples, cfg.serving.seed),
-                           config),
+                           config, prepared.features,
+                           layout.prepared / COVARIATE_SCALERS_FILE if prepared.covariate_scalers else None),
             tags,
         )
     print(f"registered {cfg.tracking.registered_model} version {version} ({best['model']}, "
           f"test {cfg.evaluation.metric} {best[cfg.evaluation.metric]:.4f}) with alias 'challenger'")
     return version
+
+
+def _history_columns(prepared: PreparedData) -> list[str]:
+    """What a history frame for the prepared data's models holds: the canonical columns and the covariates."""
+    return ["series_id", "timestamp", "value", *prepared.features.covariates]
 
 
 def _test_split(cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
@@ -771,7 +794,7 @@ def _test_split(cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Ser
         raise ConfigError(f"{folder}: no prepared data to compare versions on; run `seqpipe prepare` first")
     prepared = load_prepared(folder)
     frame = prepared.frame
-    history = frame.loc[frame["split"] != "test", ["series_id", "timestamp", "value"]].reset_index(drop=True)
+    history = frame.loc[frame["split"] != "test", _history_columns(prepared)].reset_index(drop=True)
     values, scale = scoring_targets(prepared)
     ids = pd.Index(prepared.scalers.series_ids, name="series_id")
     actual = pd.DataFrame(values, index=ids, columns=pd.RangeIndex(1, prepared.spec.horizon + 1, name="step"))
@@ -907,13 +930,25 @@ def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path
     """Forecast every series in ``input_path`` with a registered model; write ``output_path``."""
 
     source = cfg.data.source
-    history = read_table(input_path, source.columns, time_format=source.time_format, timezone=source.timezone)
+    # The model, not today's config, knows which covariates it reads: every further column
+    # is carried, and the model names any of its covariates the input lacks.
+    columns = source.columns.model_copy(update={"covariates": []})
+    history = read_table(input_path, columns, time_format=source.time_format, timezone=source.timezone,
+                         keep_other_columns=True)
     connect(cfg)
     uri = model_uri(cfg.tracking.registered_model, model)
     try:
         loaded = mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:
         raise RegistryError(f"cannot load {uri}: {exc.message}") from None
+    schema = loaded.metadata.get_input_schema()
+    if schema is not None:
+        wanted = schema.input_names()
+        absent = [c for c in wanted if c not in history.columns]
+        if absent:
+            raise PredictionError(f"{input_path}: missing columns {absent} that {uri} reads (covariates keep their "
+                                  f"names); columns present: {list(map(str, history.columns))}")
+        history = history[wanted]
     try:
         forecast = loaded.predict(history, params=None if horizon is None else {"horizon": horizon})
     except MlflowException as exc:

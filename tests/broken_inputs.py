@@ -110,6 +110,21 @@ def _daylight_saving(folder: Path) -> dict:
     return _csv(pd.concat([frame, others]))(folder)
 
 
+PROMO_COLUMNS = {"series_id": "store", "timestamp": "month", "value": "sales", "covariates": ["promo"]}
+
+
+def _covariate(promo: Callable[[pd.DataFrame], pd.Series | None]) -> Callable[[Path], dict]:
+    """The sales data with a covariate ``promo`` (None: without the column), configured as one."""
+    def write(folder: Path) -> dict:
+        frame = make_series()
+        values = promo(frame)
+        if values is not None:
+            frame["promo"] = values
+        return {**_csv(frame)(folder), "columns": PROMO_COLUMNS}
+
+    return write
+
+
 def _hostile_ids(folder: Path) -> dict:
     frame = make_series(series=3)
     frame.loc[frame["store"] == "s01", "store"] = "../../etc/passwd"
@@ -165,6 +180,11 @@ CASES = [
          ("expect_column_values_to_be_between(value): 1 unexpected",), ("s04",), validation={"value_min": 0.0}),
     Case("too_many_rows", _edit(lambda f: f), VALIDATION,
          ("expect_table_row_count_to_be_between(table)", "observed 480"), validation={"max_rows": 400}),
+    Case("missing_covariate_column", _covariate(lambda f: None), SOURCE, ("'promo' (a covariate)", "columns present")),
+    Case("non_numeric_covariate", _covariate(lambda f: np.where(f["store"] == "s03", "yes", "0")), VALIDATION,
+         ("expect_column_values_to_be_in_type_list(promo)",)),
+    Case("missing_covariate_values", _covariate(lambda f: np.where(np.arange(len(f)) == 70, np.nan, 1.0)), VALIDATION,
+         ("expect_column_values_to_not_be_null(promo): 1 unexpected",), ("s01",)),
     Case("missing_beyond_allowed_ratio", _edit(_set("s00", list(range(10)), "sales", np.nan)), VALIDATION,
          ("expect_column_values_to_not_be_null(value): 10 unexpected",), ("s00",),
          validation={"allowed_missing_ratio": 0.01}),

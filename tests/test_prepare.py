@@ -6,6 +6,7 @@ from conftest import HORIZON, LENGTH, LOOKBACK, SERIES
 from seqpipe import steps
 from seqpipe.data.catalog import SeriesSpec
 from seqpipe.data.prepare import load_prepared, prepare_frame
+from seqpipe.errors import DataValidationError
 
 
 def _canonical(lengths=(40, 50)):
@@ -67,3 +68,28 @@ def test_every_scaler_round_trips_and_sees_only_training_rows(method):
     again = fit_scalers(changed, codes, np.array(["a", "b", "c"], dtype=object), train, method)
     np.testing.assert_array_equal(again.loc, scalers.loc)
     np.testing.assert_array_equal(again.scale, scalers.scale)
+
+
+def test_series_too_short_for_its_windows_are_refused_by_name():
+    spec = SeriesSpec(horizon=5, season=1, lookback=8, freq=None)
+    # 17 points: one short of lookback + 2 x horizon, so the validation window would start in s0.
+    with pytest.raises(DataValidationError, match=r"1 series are shorter than lookback \+ 2 x horizon = 18 points "
+                                                  r"\(lookback 8, horizon 5\).*\['s1'\]"):
+        prepare_frame(_canonical(lengths=(40, 17)), spec, "standard")
+    assert len(prepare_frame(_canonical(lengths=(40, 18)), spec, "standard").val) == 2
+
+
+def test_a_low_validation_min_length_does_not_let_short_series_into_prepare(project):
+    from conftest import make_series, write_config
+    from seqpipe.config import load_config
+
+    frame = make_series()
+    frame = frame[~((frame["store"] == "s02") & (frame.groupby("store").cumcount() >= LOOKBACK + 2 * HORIZON - 1))]
+    frame.to_csv(project / "input" / "sales.csv", index=False)
+    write_config(project, validation={"min_length": 10})
+    cfg = load_config(project / "conf")
+    steps.ingest(cfg)
+    steps.validate(cfg)
+    with pytest.raises(DataValidationError, match=r"series are shorter than lookback \+ 2 x horizon.*\['s02'\]"):
+        steps.prepare(cfg)
+    assert not (cfg.data_dir / "prepared").exists()

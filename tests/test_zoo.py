@@ -187,3 +187,32 @@ def test_default_conf_builds_for_the_shortest_builtin_lookback(arch):
     model = build_model(arch, shape, spec.get("params") or {}).eval()
     with torch.no_grad():
         assert model(torch.randn(3, 4, 1)).shape == (3, 6)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_extra_channels_are_read_and_only_the_target_sets_the_output_scale(arch):
+    """Covariates and calendar features ride in channels 1..; channel 0 is the target.
+
+    Per-window normalisation uses the target's level and spread alone, so moving and
+    stretching the target moves and stretches the forecast the same way, whatever the
+    other channels hold; a trainable model must also react to those other channels.
+    """
+    from seqpipe.models import ProblemShape
+
+    shape = ProblemShape(SHAPE.lookback, SHAPE.horizon, SHAPE.season, channels=3)
+    spec = yaml.safe_load((CONF_MODELS / f"{arch}.yaml").read_text())
+    torch.manual_seed(0)
+    model = build_model(arch, shape, {**(spec.get("params") or {}), **(ZOO.get(arch, ({}, 0))[0])}).eval()
+    x = torch.randn(5, shape.lookback, 3, generator=torch.Generator().manual_seed(1))
+    moved = x.clone()
+    moved[:, :, 0] = 3.0 * x[:, :, 0] + 10.0
+    other = x.clone()
+    other[:, :, 1:] += 1.0
+    with torch.no_grad():
+        forecast = model(x)
+        assert forecast.shape == (5, shape.horizon)
+        torch.testing.assert_close(model(moved), 3.0 * forecast + 10.0, rtol=1e-4, atol=1e-4)
+        if model.trainable:
+            assert not torch.allclose(model(other), forecast)
+        if arch in PROBABILISTIC:
+            assert model.sample(x, 4).shape == (5, 4, shape.horizon)

@@ -3,39 +3,53 @@
 Per series of length n: the last ``horizon`` points are test, the ``horizon`` before
 them validation, the rest training. Training windows have their whole target inside
 the training part; validation and test get one window each, ending at their origin.
+Covariates are scaled like the target; they and calendar features (see ``features``)
+become channels after it.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from seqpipe.data import CANONICAL_COLUMNS
 from seqpipe.data.catalog import SeriesSpec
+from seqpipe.data.features import (
+    Features,
+    covariate_scaler_table,
+    covariate_scalers_from,
+    exogenous_channels,
+    fit_covariate_scalers,
+)
+from seqpipe.data.frequency import is_calendar
 from seqpipe.data.scaling import Scalers, fit_scalers
+from seqpipe.errors import ConfigError, DataValidationError
 from seqpipe.io import read_json
 
 WINDOWS_FILE = "windows.npz"
 VALUES_FILE = "scaled.npy"
 SCALERS_FILE = "scalers.parquet"
+COVARIATE_SCALERS_FILE = "covariate_scalers.parquet"
 SERIES_FILE = "series.parquet"
 META_FILE = "meta.json"
 SPLITS = ("train", "val", "test")
+SERIES_LISTED = 10
 
 
 @dataclass(frozen=True)
 class Windows:
-    """Windows over the scaled series, stored as start rows: ``x`` (n, lookback, 1), ``y`` (n, horizon).
+    """Windows over the scaled series, stored as start rows: ``x`` (n, lookback, channels), ``y`` (n, horizon).
 
     Storing starts instead of copies keeps prepared data the size of the series itself;
     ``x`` and ``y`` are gathered (vectorised) the first time they are used.
     """
 
-    values: np.ndarray  # every series' scaled values, concatenated (float32)
+    values: np.ndarray  # every series' scaled values, concatenated (float32): (rows,), or (rows, channels) target first
     starts: np.ndarray  # the row where each window begins
     series: np.ndarray  # each window's index into the scaler table
     lookback: int
@@ -44,16 +58,18 @@ class Windows:
     def __len__(self) -> int:
         return len(self.starts)
 
-    def _gather(self, offset: int, width: int) -> np.ndarray:
-        return np.asarray(self.values[self.starts[:, None] + (offset + np.arange(width))], dtype=np.float32)
+    def _gather(self, values: np.ndarray, offset: int, width: int) -> np.ndarray:
+        return np.asarray(values[self.starts[:, None] + (offset + np.arange(width))], dtype=np.float32)
 
     @cached_property
     def x(self) -> np.ndarray:
-        return self._gather(0, self.lookback)[:, :, None]
+        x = self._gather(self.values, 0, self.lookback)
+        return x[:, :, None] if x.ndim == 2 else x
 
     @cached_property
     def y(self) -> np.ndarray:
-        return self._gather(self.lookback, self.horizon)
+        target = self.values if self.values.ndim == 1 else self.values[:, 0]
+        return self._gather(target, self.lookback, self.horizon)
 
 
 @dataclass(frozen=True)
@@ -63,7 +79,9 @@ class PreparedData:
     train: Windows
     val: Windows
     test: Windows
-    frame: pd.DataFrame  # canonical rows plus ``split``, in original units
+    frame: pd.DataFrame  # canonical rows, covariates and ``split``, in original units
+    features: Features = Features()
+    covariate_scalers: dict[str, Scalers] = field(default_factory=dict)
 
 
 def _layout(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -80,9 +98,35 @@ def _windows(scaled: np.ndarray, starts: np.ndarray, codes: np.ndarray, lookback
     return Windows(scaled, starts.astype(np.int64), codes[starts].astype(np.int64), lookback, horizon)
 
 
-def prepare_frame(frame: pd.DataFrame, spec: SeriesSpec, scaler: str, stride: int = 1) -> PreparedData:
+def _check_inputs(frame: pd.DataFrame, features: Features) -> None:
+    absent = [name for name in features.covariates if name not in frame.columns]
+    if absent:
+        raise ConfigError(f"covariates {absent} (data.source.columns.covariates) are not in the validated data: "
+                          "run `seqpipe ingest` and `seqpipe validate` again")
+    if features.calendar and not is_calendar(frame):
+        raise ConfigError(f"prepare.calendar_features {list(features.calendar)} need calendar timestamps, but this "
+                          "data has integer time steps (no dates); remove them, or give the source real dates")
+
+
+def _check_lengths(ids: np.ndarray, lengths: np.ndarray, lookback: int, horizon: int) -> None:
+    """Every series must afford its validation and test windows, or they would reach into its neighbour."""
+    needed = lookback + 2 * horizon
+    short = ids[lengths < needed]
+    if len(short):
+        more = f" and {len(short) - SERIES_LISTED} more" if len(short) > SERIES_LISTED else ""
+        raise DataValidationError(
+            f"{len(short)} series are shorter than lookback + 2 x horizon = {needed} points (lookback {lookback}, "
+            f"horizon {horizon}), which prepare needs for a validation and a test window: "
+            f"{list(short[:SERIES_LISTED])}{more}; validation.min_length lower than {needed} let them through")
+
+
+def prepare_frame(frame: pd.DataFrame, spec: SeriesSpec, scaler: str, stride: int = 1,
+                  features: Features = Features()) -> PreparedData:
     lookback, horizon = spec.lookback, spec.horizon
+    _check_inputs(frame, features)
+    frame = frame[[*CANONICAL_COLUMNS, *features.covariates]]
     codes, ids, offsets, lengths = _layout(frame)
+    _check_lengths(ids, lengths, lookback, horizon)
     position = np.arange(len(frame)) - offsets[codes]
     length = lengths[codes]
     train_end = length - 2 * horizon
@@ -91,6 +135,10 @@ def prepare_frame(frame: pd.DataFrame, spec: SeriesSpec, scaler: str, stride: in
     values = frame["value"].to_numpy(np.float64)
     scalers = fit_scalers(values, codes, ids, split == "train", scaler)
     scaled = scalers.transform(values, codes).astype(np.float32)
+    covariate_scalers = fit_covariate_scalers(frame, features.covariates, codes, ids, split == "train", scaler)
+    if features.channels > 1:
+        exogenous = exogenous_channels(frame, features, covariate_scalers, codes).astype(np.float32)
+        scaled = np.column_stack([scaled, exogenous])
 
     is_train_start = (position <= train_end - lookback - horizon) & (position % stride == 0)
     train = _windows(scaled, np.flatnonzero(is_train_start), codes, lookback, horizon)
@@ -98,11 +146,16 @@ def prepare_frame(frame: pd.DataFrame, spec: SeriesSpec, scaler: str, stride: in
     test = _windows(scaled, offsets + lengths - horizon - lookback, codes, lookback, horizon)
 
     annotated = frame.assign(split=pd.Categorical(split, categories=SPLITS))
-    return PreparedData(spec=spec, scalers=scalers, train=train, val=val, test=test, frame=annotated)
+    return PreparedData(spec=spec, scalers=scalers, train=train, val=val, test=test, frame=annotated,
+                        features=features, covariate_scalers=covariate_scalers)
 
 
 def save_prepared(prepared: PreparedData, folder: Path, dataset: str) -> dict:
-    """Write the prepared data into ``folder`` (a fresh staging folder); return its metadata."""
+    """Write the prepared data into ``folder`` (a fresh staging folder); return its metadata.
+
+    Without covariates or calendar features the files are exactly those of a one-channel
+    preparation: no ``features`` key, no covariate scaler table, a 1-D ``scaled.npy``.
+    """
     np.save(folder / VALUES_FILE, prepared.train.values)
     arrays = {}
     for name in SPLITS:
@@ -110,6 +163,8 @@ def save_prepared(prepared: PreparedData, folder: Path, dataset: str) -> dict:
         arrays |= {f"{name}_starts": windows.starts, f"{name}_series": windows.series}
     np.savez(folder / WINDOWS_FILE, **arrays)
     prepared.scalers.to_frame().to_parquet(folder / SCALERS_FILE, index=False)
+    if prepared.covariate_scalers:
+        covariate_scaler_table(prepared.covariate_scalers).to_parquet(folder / COVARIATE_SCALERS_FILE, index=False)
     prepared.frame.to_parquet(folder / SERIES_FILE, index=False)
     meta = {
         "spec": asdict(prepared.spec),
@@ -118,21 +173,27 @@ def save_prepared(prepared: PreparedData, folder: Path, dataset: str) -> dict:
         "series": len(prepared.scalers.series_ids),
         "windows": {name: len(getattr(prepared, name)) for name in SPLITS},
     }
+    if prepared.features.channels > 1:
+        meta["features"] = prepared.features.to_dict()
     (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
 
 
 def load_prepared(folder: Path) -> PreparedData:
-    spec = SeriesSpec(**read_json(folder / META_FILE)["spec"])
+    meta = read_json(folder / META_FILE)
+    spec = SeriesSpec(**meta["spec"])
     values = np.load(folder / VALUES_FILE)
     with np.load(folder / WINDOWS_FILE) as arrays:
         splits = {
             name: Windows(values, arrays[f"{name}_starts"], arrays[f"{name}_series"], spec.lookback, spec.horizon)
             for name in SPLITS
         }
+    covariates = folder / COVARIATE_SCALERS_FILE
     return PreparedData(
         spec=spec,
         scalers=Scalers.from_frame(pd.read_parquet(folder / SCALERS_FILE)),
         frame=pd.read_parquet(folder / SERIES_FILE),
+        features=Features.from_dict(meta.get("features")),
+        covariate_scalers=covariate_scalers_from(pd.read_parquet(covariates)) if covariates.is_file() else {},
         **splits,
     )

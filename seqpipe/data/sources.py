@@ -66,11 +66,14 @@ def read_file(path: Path, source: SourceConfig) -> pd.DataFrame:
     return to_canonical(raw, columns, path, source.time_format, source.timezone)
 
 
-def read_table(path: Path, columns: ColumnMap, time_format: str | None = None, timezone: str = "UTC") -> pd.DataFrame:
+def read_table(path: Path, columns: ColumnMap, time_format: str | None = None, timezone: str = "UTC",
+               keep_other_columns: bool = False) -> pd.DataFrame:
     """Read one long-layout CSV or Parquet file (kind from the suffix) into the canonical frame."""
     kind = "parquet" if path.name.lower().endswith(SUFFIXES["parquet"]) else "csv"
     source = SourceConfig(kind=kind, path=str(path), columns=columns, time_format=time_format, timezone=timezone)
-    return canonical_order(read_file(resolve_paths(str(path), kind, Path.cwd())[0], source))
+    resolved = resolve_paths(str(path), kind, Path.cwd())[0]
+    raw = _read_csv(resolved, source) if kind == "csv" else _read_parquet(resolved)
+    return canonical_order(to_canonical(raw, columns, resolved, time_format, timezone, keep_other_columns))
 
 
 def _read_csv(path: Path, source: SourceConfig) -> pd.DataFrame:
@@ -138,20 +141,31 @@ def _wide_to_long(raw: pd.DataFrame, source: SourceConfig, origin: Path | str) -
 
 
 def to_canonical(raw: pd.DataFrame, columns: ColumnMap, origin: Path | str, time_format: str | None = None,
-                 timezone: str = "UTC") -> pd.DataFrame:
+                 timezone: str = "UTC", keep_other_columns: bool = False) -> pd.DataFrame:
+    """The canonical columns, then the configured covariates under their own names.
+
+    ``keep_other_columns`` carries every further column too (a prediction input keeps
+    whatever covariates the model it goes to was trained with).
+    """
     mapping = {columns.series_id: "series_id", columns.timestamp: "timestamp", columns.value: "value"}
-    missing = [f"'{src}' (the {dst} column)" for src, dst in mapping.items() if src not in raw.columns]
+    mapping |= {name: name for name in columns.covariates}
+    missing = [f"'{src}' (the {dst} column)" if src != dst else f"'{src}' (a covariate)"
+               for src, dst in mapping.items() if src not in raw.columns]
     if missing:
         raise SourceError(
             f"{origin}: missing column {', '.join(missing)}; columns present: {list(map(str, raw.columns))}"
         )
     if raw.empty:
         raise SourceError(f"{origin}: the file has a header but no rows")
-    frame = raw[list(mapping)].rename(columns=mapping)
+    others = [c for c in raw.columns if c not in mapping and c not in CANONICAL_COLUMNS] if keep_other_columns else []
+    frame = raw[list(mapping) + others].rename(columns=mapping)
     frame["series_id"] = frame["series_id"].astype("string").astype(object)
     frame["value"] = _parse_values(frame, origin)
     frame["timestamp"] = _parse_timestamps(frame, origin, time_format, timezone)
-    return frame[list(CANONICAL_COLUMNS)]
+    extra = [*columns.covariates, *others]
+    for name in extra:
+        frame[name] = _numeric_or_text(frame[name])
+    return frame[[*CANONICAL_COLUMNS, *extra]]
 
 
 def canonical_order(frame: pd.DataFrame) -> pd.DataFrame:
@@ -173,6 +187,13 @@ def _parse_values(frame: pd.DataFrame, origin: Path | str) -> pd.Series:
             f"{origin}: non-numeric values in the value column ({_offenders(frame, unparsable)}), e.g. {examples}"
         )
     return values
+
+
+def _numeric_or_text(column: pd.Series) -> pd.Series:
+    """Numbers (ints, bools) become float64; anything else stays, as text, for validation to name."""
+    if pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+        return column.astype("float64")
+    return column.astype("string").astype(object)
 
 
 def _parse_timestamps(frame: pd.DataFrame, origin: Path | str, time_format: str | None, timezone: str) -> pd.Series:

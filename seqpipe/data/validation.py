@@ -45,6 +45,7 @@ class Rules:
     min_rows: int | None = None
     max_rows: int | None = None
     freq: str | None = None  # calendar data without one gets it inferred
+    covariates: tuple[str, ...] = ()  # numeric columns beside the value, never missing
 
 
 @dataclass(frozen=True)
@@ -113,18 +114,34 @@ def series_table(frame: pd.DataFrame, freq: str | None) -> pd.DataFrame:
     return table.reset_index().rename(columns={"index": "series_id"})[["series_id", "length", "gap_ratio", "off_grid"]]
 
 
-def _observation_suite(rules: Rules) -> gx.ExpectationSuite:
+def _numeric_expectations(column: str, missing_ratio: float = 0.0, is_text: bool = False) -> list:
+    """A float column with finite values, missing in at most ``missing_ratio`` of the rows.
+
+    A column that holds text fails the type check alone: comparing text with numeric
+    bounds would only add a second, misleading failure.
+    """
+    missing = {"mostly": 1 - missing_ratio} if missing_ratio else {}
+    return [
+        gxe.ExpectColumnValuesToNotBeNull(column=column, **missing),
+        gxe.ExpectColumnValuesToBeInTypeList(column=column, type_list=["float64", "Float64"]),
+        *([] if is_text else
+          [gxe.ExpectColumnValuesToBeBetween(column=column, min_value=-FINITE_BOUND, max_value=FINITE_BOUND)]),
+    ]
+
+
+def _observation_suite(rules: Rules, text_columns: frozenset[str] = frozenset()) -> gx.ExpectationSuite:
     suite = gx.ExpectationSuite(name="observations")
     for column in CANONICAL_COLUMNS:
         suite.add_expectation(gxe.ExpectColumnToExist(column=column))
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="series_id"))
     suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="timestamp"))
-    missing = {"mostly": 1 - rules.allowed_missing_ratio} if rules.allowed_missing_ratio else {}
-    suite.add_expectation(gxe.ExpectColumnValuesToNotBeNull(column="value", **missing))
-    suite.add_expectation(gxe.ExpectColumnValuesToBeInTypeList(column="value", type_list=["float64", "Float64"]))
-    suite.add_expectation(
-        gxe.ExpectColumnValuesToBeBetween(column="value", min_value=-FINITE_BOUND, max_value=FINITE_BOUND)
-    )
+    for expectation in _numeric_expectations("value", rules.allowed_missing_ratio):
+        suite.add_expectation(expectation)
+    # Covariates are never filled: a model reads each one at every step of its history.
+    for column in rules.covariates:
+        suite.add_expectation(gxe.ExpectColumnToExist(column=column))
+        for expectation in _numeric_expectations(column, is_text=column in text_columns):
+            suite.add_expectation(expectation)
     if rules.value_min is not None or rules.value_max is not None:
         suite.add_expectation(
             gxe.ExpectColumnValuesToBeBetween(column="value", min_value=rules.value_min, max_value=rules.value_max)
@@ -196,7 +213,8 @@ def validate_frame(frame: pd.DataFrame, *, dataset: str, source: str, rules: Rul
     if is_calendar(frame) and rules.freq is None:
         rules = Rules(**{**asdict(rules), "freq": infer_frequency(frame)})
     validator = _Validator(docs_dir)
-    checks = validator.run("observations", frame, _observation_suite(rules))
+    text = frozenset(c for c in rules.covariates if c in frame.columns and not pd.api.types.is_numeric_dtype(frame[c]))
+    checks = validator.run("observations", frame, _observation_suite(rules, text))
     if all(c in frame.columns for c in CANONICAL_COLUMNS) and not frame.empty:
         # Without a frequency the gap and grid checks have nothing to measure against
         # (on_grid and expected_next then accept every step); the failure is reported.

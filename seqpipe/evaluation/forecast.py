@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from seqpipe.data.features import Features, exogenous_channels
 from seqpipe.data.scaling import Scalers
 from seqpipe.errors import PredictionError
 from seqpipe.evaluation.probabilistic import is_probabilistic, sample_forecasts
@@ -50,15 +51,51 @@ def quantile_column(level: float) -> str:
     return f"q{level:g}"
 
 
+def _history_inputs(frame: pd.DataFrame, rows: np.ndarray, ids: np.ndarray, position: np.ndarray, scalers: Scalers,
+                    features: Features, covariate_scalers: dict[str, Scalers], max_listed: int) -> np.ndarray:
+    """The model's input ``(series, lookback, channels)`` from the last ``lookback`` rows of each series."""
+    values = frame["value"].to_numpy(np.float64)[rows]
+    broken = ids[~np.isfinite(values).all(axis=1)]
+    if len(broken):
+        raise PredictionError(f"{len(broken)} series have missing or non-finite values in their last {rows.shape[1]} "
+                              f"points: {list(broken[:max_listed])}")
+    scaled = scalers.transform(values, position)[:, :, None]
+    if features.channels == 1:
+        return scaled
+    window = frame.iloc[rows.ravel()]
+    for name in features.covariates:
+        numbers = pd.to_numeric(window[name], errors="coerce").to_numpy(np.float64).reshape(rows.shape)
+        broken = ids[~np.isfinite(numbers).all(axis=1)]
+        if len(broken):
+            raise PredictionError(f"covariate '{name}': {len(broken)} series have missing, non-numeric or non-finite "
+                                  f"values in their last {rows.shape[1]} points: {list(broken[:max_listed])}")
+        window = window.assign(**{name: numbers.ravel()})
+    if features.calendar and not pd.api.types.is_datetime64_any_dtype(window["timestamp"]):
+        raise PredictionError(f"the model reads calendar features {list(features.calendar)}: the history needs "
+                              "calendar timestamps, not integer steps")
+    exogenous = exogenous_channels(window, features, covariate_scalers, np.repeat(position, rows.shape[1]))
+    return np.concatenate([scaled, exogenous.reshape(*rows.shape, -1)], axis=2)
+
+
 def forecast_history(model: Forecaster, scalers: Scalers, history: pd.DataFrame, horizon: int, freq: str | None,
-                     max_listed: int = 10, sampling: QuantileSettings | None = None) -> pd.DataFrame:
+                     max_listed: int = 10, sampling: QuantileSettings | None = None,
+                     features: Features = Features(), covariate_scalers: dict[str, Scalers] | None = None) -> pd.DataFrame:
     """Forecast ``horizon`` steps after the end of each series in a canonical history frame.
 
-    A model that can sample also reports the quantiles of ``sampling`` (columns ``q0.1``, ...).
+    The history carries the covariates of ``features`` as columns, observed at every one of
+    its points; calendar features come from its timestamps. A model that can sample also
+    reports the quantiles of ``sampling`` (columns ``q0.1``, ...).
     """
+    if model.shape.channels != features.channels:
+        raise PredictionError(f"the model reads {model.shape.channels} input channels but was registered with "
+                              f"{features.names}: register it again")
     missing = [c for c in ("series_id", "timestamp", "value") if c not in history.columns]
     if missing:
         raise PredictionError(f"history is missing columns {missing}; it needs series_id, timestamp, value")
+    absent = [c for c in features.covariates if c not in history.columns]
+    if absent:
+        raise PredictionError(f"history is missing covariate columns {absent}: the model was trained with covariates "
+                              f"{list(features.covariates)} and needs each of them at every history point")
     if not 0 < horizon <= model.shape.horizon:
         raise PredictionError(f"horizon {horizon} is outside 1..{model.shape.horizon}, the horizon this model was trained for")
     frame = history.assign(series_id=history["series_id"].astype(str)).sort_values(["series_id", "timestamp"], kind="stable")
@@ -74,13 +111,8 @@ def forecast_history(model: Forecaster, scalers: Scalers, history: pd.DataFrame,
         raise PredictionError(f"{len(short)} series have fewer than {lookback} points of history: {list(short[:max_listed])}")
 
     rows = (starts + lengths - lookback)[:, None] + np.arange(lookback)
-    values = frame["value"].to_numpy(np.float64)[rows]
-    broken = ids[~np.isfinite(values).all(axis=1)]
-    if len(broken):
-        raise PredictionError(f"{len(broken)} series have missing or non-finite values in their last {lookback} points: {list(broken[:max_listed])}")
-
-    scaled = scalers.transform(values, position)
-    forecast = scalers.inverse(predict_scaled(model, scaled[:, :, None]), position)[:, :horizon]
+    inputs = _history_inputs(frame, rows, ids, position, scalers, features, covariate_scalers or {}, max_listed)
+    forecast = scalers.inverse(predict_scaled(model, inputs), position)[:, :horizon]
     last = frame["timestamp"].iloc[starts + lengths - 1].reset_index(drop=True)
     result = pd.DataFrame({
         "series_id": np.repeat(ids, horizon),
@@ -89,7 +121,7 @@ def forecast_history(model: Forecaster, scalers: Scalers, history: pd.DataFrame,
         "mean": forecast.ravel(),
     })
     if sampling and sampling.quantiles and is_probabilistic(model):
-        samples = sample_forecasts(model, scaled[:, :, None], position, scalers, sampling.samples, sampling.seed)
+        samples = sample_forecasts(model, inputs, position, scalers, sampling.samples, sampling.seed)
         levels = np.quantile(samples[:, :, :horizon], sampling.quantiles, axis=1)
         for level, values in zip(sampling.quantiles, levels):
             result[quantile_column(level)] = values.ravel()

@@ -1,8 +1,10 @@
 """DLinear (Zeng et al. 2023): series decomposition plus one linear map per component.
 
 A moving average splits the history into trend and remainder; each component gets a
-linear map from lookback to horizon and the forecast is their sum. Channels are
-handled independently with shared weights, as in the paper; the target is channel 0.
+linear map from lookback to horizon and the forecast is their sum. The target is
+channel 0; further channels (covariates, calendar features) add one more linear map
+from all their history points to the horizon, so their effect on the target is learned
+rather than forecast channel by channel as the paper does for multivariate series.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ class DLinearForecaster(Forecaster):
             raise ValueError(f"dlinear: moving_average must be a positive odd number, got {params.moving_average}")
         self.trend = nn.Linear(shape.lookback, shape.horizon)
         self.remainder = nn.Linear(shape.lookback, shape.horizon)
+        others = shape.channels - 1
+        self.exogenous = nn.Linear(shape.lookback * others, shape.horizon) if others else None
 
     def decompose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Trend and remainder of ``(batch, channels, lookback)``."""
@@ -49,4 +53,6 @@ class DLinearForecaster(Forecaster):
             x = (x - level) / spread
         trend, remainder = self.decompose(x[:, :, :1].transpose(1, 2))
         forecast = (self.trend(trend) + self.remainder(remainder))[:, 0]
+        if self.exogenous is not None:
+            forecast = forecast + self.exogenous(x[:, :, 1:].flatten(1))
         return to_target_units(forecast, level, spread) if self.params.revin else forecast

@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from seqpipe.models.base import Forecaster
-
-WINDOW_EPS = 1e-5
+from seqpipe.models.revin import to_target_units, window_stats
 
 
 @dataclass(frozen=True)
@@ -39,12 +38,9 @@ class _Recurrent(Forecaster):
         self.head = nn.Linear(params.hidden_size, shape.horizon)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Each window is normalised by its own level and spread (RevIN, Kim et al. 2022):
-        # series drift far from the training-part statistics by the forecast origin.
-        level = x.mean(dim=1, keepdim=True)
-        spread = x.std(dim=1, keepdim=True).clamp_min(WINDOW_EPS)
+        level, spread = window_stats(x)
         encoded, _ = self.encoder((x - level) / spread)
-        return self.head(encoded[:, -1]) * spread[:, :, 0] + level[:, :, 0]
+        return to_target_units(self.head(encoded[:, -1]), level, spread)
 
 
 class RNNForecaster(_Recurrent):

@@ -1,8 +1,11 @@
 """Per-window normalisation (RevIN, Kim et al. 2022) shared by the neural forecasters.
 
 Series drift far from the training-part statistics by the forecast origin, so each
-window is put on its own level and spread before the network sees it, and forecasts
-are mapped back with the target channel's (channel 0) statistics.
+window's target (channel 0) is put on its own level and spread before the network sees
+it, and forecasts are mapped back with those statistics. Further channels pass
+unchanged: covariates are already scaled per series, calendar features are bounded, and
+normalising them per window would erase what they say in absolute terms (that a promotion
+is on, which month it is).
 """
 
 from __future__ import annotations
@@ -14,8 +17,14 @@ WINDOW_EPS = 1e-5
 
 
 def window_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Level and spread of each window and channel, shaped ``(batch, 1, channels)``."""
-    return x.mean(dim=1, keepdim=True), x.std(dim=1, keepdim=True).clamp_min(WINDOW_EPS)
+    """Level and spread per window, shaped ``(batch, 1, channels)``: the target's, then 0 and 1 for the rest."""
+    target = x[:, :, :1]
+    level, spread = target.mean(dim=1, keepdim=True), target.std(dim=1, keepdim=True).clamp_min(WINDOW_EPS)
+    others = x.shape[-1] - 1
+    if others == 0:
+        return level, spread
+    return (torch.cat([level, level.new_zeros(len(x), 1, others)], dim=-1),
+            torch.cat([spread, spread.new_ones(len(x), 1, others)], dim=-1))
 
 
 def to_window_units(y: torch.Tensor, level: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:

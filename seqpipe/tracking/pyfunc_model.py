@@ -1,7 +1,9 @@
 """The registered model, logged "from code": MLflow stores this file, not a pickle.
 
-Loading reads a JSON spec, a state dict (``weights_only``) and a scaler table, so
-loading a registered version never unpickles arbitrary objects.
+Loading reads a JSON spec, a state dict (``weights_only``) and scaler tables (Parquet),
+so loading a registered version never unpickles arbitrary objects. The model config
+names the covariates and calendar features the model reads; versions registered
+before those existed read none.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import mlflow
 import pandas as pd
 from mlflow.models import set_model
 
+from seqpipe.data.features import Features, covariate_scalers_from
 from seqpipe.data.scaling import Scalers
 from seqpipe.evaluation.forecast import QuantileSettings, forecast_history
 from seqpipe.models.persistence import load_model
@@ -24,12 +27,16 @@ class SeqpipeForecaster(mlflow.pyfunc.PythonModel):
         config = context.model_config or {}
         self.freq = config.get("freq")
         self.sampling = QuantileSettings(**config["sampling"]) if config.get("sampling") else None
+        self.features = Features.from_dict(config.get("features"))
+        covariates = context.artifacts.get("covariate_scalers")
+        self.covariate_scalers = covariate_scalers_from(pd.read_parquet(covariates)) if covariates else {}
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         # Only a missing horizon means "the model's"; 0 or a negative one is refused downstream.
         requested = (params or {}).get("horizon")
         horizon = self.model.shape.horizon if requested is None else int(requested)
-        return forecast_history(self.model, self.scalers, model_input, horizon, self.freq, sampling=self.sampling)
+        return forecast_history(self.model, self.scalers, model_input, horizon, self.freq, sampling=self.sampling,
+                                features=self.features, covariate_scalers=self.covariate_scalers)
 
 
 set_model(SeqpipeForecaster())

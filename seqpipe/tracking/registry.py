@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 
+from seqpipe.data.features import Features, covariate_scalers_from
 from seqpipe.data.scaling import Scalers
 from seqpipe.errors import RegistryError
 from seqpipe.evaluation.forecast import QuantileSettings, forecast_history
@@ -53,6 +54,8 @@ class ModelArtifacts:
     example: pd.DataFrame  # a history frame, the signature's input example
     sampling: QuantileSettings | None = None  # quantile columns, for models that can sample
     config: Path | None = None  # the pipeline config the model was trained under, as JSON
+    features: Features = Features()  # the input channels beside the target
+    covariate_scalers: Path | None = None  # the covariates' scaler table, when there are covariates
 
 
 def registered_version_of(client: MlflowClient, name: str, training_run_id: str) -> str | None:
@@ -84,18 +87,23 @@ def log_and_register(client: MlflowClient, run_id: str, name: str, artifacts: Mo
 def _register(client: MlflowClient, run_id: str, name: str, artifacts: ModelArtifacts, tags: dict[str, str]) -> str:
     model = load_model(artifacts.model_dir)
     scalers = Scalers.from_frame(pd.read_parquet(artifacts.scalers))
+    covariate_scalers = (covariate_scalers_from(pd.read_parquet(artifacts.covariate_scalers))
+                         if artifacts.covariate_scalers else {})
     example_output = forecast_history(model, scalers, artifacts.example, model.shape.horizon, artifacts.freq,
-                                      sampling=artifacts.sampling)
+                                      sampling=artifacts.sampling, features=artifacts.features,
+                                      covariate_scalers=covariate_scalers)
     signature = infer_signature(artifacts.example, example_output, params={"horizon": model.shape.horizon})
     with active_run(run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
             artifacts={"model": str(artifacts.model_dir), "scalers": str(artifacts.scalers),
-                       **({"config": str(artifacts.config)} if artifacts.config else {})},
+                       **({"config": str(artifacts.config)} if artifacts.config else {}),
+                       **({"covariate_scalers": str(artifacts.covariate_scalers)} if artifacts.covariate_scalers else {})},
             code_paths=[str(PACKAGE_DIR)],
             model_config={"freq": artifacts.freq,
-                          "sampling": asdict(artifacts.sampling) if artifacts.sampling else None},
+                          "sampling": asdict(artifacts.sampling) if artifacts.sampling else None,
+                          "features": artifacts.features.to_dict()},
             signature=signature,
             input_example=artifacts.example,
             pip_requirements=SERVING_REQUIREMENTS,
