@@ -141,9 +141,11 @@ def stack(tmp_path_factory):
             _drop_database(name)
 
 
-def _registered_versions(stack: Stack) -> list[str]:
+def _registered_versions(stack: Stack) -> dict[str, str]:
+    """Version -> the training run it was registered from."""
     client = MlflowClient(stack.mlflow_url)
-    return sorted(v.version for v in client.search_model_versions("name = 'tiny-forecaster'"))
+    return {str(v.version): v.tags["seqpipe.training_run_id"]
+            for v in client.search_model_versions("name = 'tiny-forecaster'")}
 
 
 def test_pipeline_trains_on_a_worker_and_tracks_in_postgres(stack):
@@ -175,7 +177,7 @@ def test_pipeline_trains_on_a_worker_and_tracks_in_postgres(stack):
     assert "val_loss" in children["lstm"].data.metrics
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "evaluation")} >= {"evaluation/leaderboard.csv"}
     assert parent.data.tags["seqpipe.decision"] == "retrain"
-    assert _registered_versions(stack) == ["1"]
+    assert list(_registered_versions(stack)) == ["1"]
 
 
 def test_cron_deployment_gets_runs_every_minute(stack):
@@ -215,6 +217,7 @@ def test_killed_worker_rerun_completes_without_duplicate_versions(stack):
     conf = yaml.safe_load((stack.root / "conf" / "pipeline.yaml").read_text())
     # Slow enough to be killed in the middle: many epochs that do not stop early.
     conf["training"] = {**conf["training"], "max_epochs": 40, "patience": 40}
+    conf["models"] = ["lstm"]  # the model that is killed is the one registered
     conf["schedule"] = {"cron": "0 3 * * 1", "timezone": "UTC"}
     (stack.root / "conf" / "pipeline.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
     before = _registered_versions(stack)
@@ -247,7 +250,7 @@ def test_killed_worker_rerun_completes_without_duplicate_versions(stack):
     assert "[lstm] resuming from" in worker.log_path.read_text()  # not from scratch
     assert not checkpoint.exists()  # the resumed training finished and cleaned up
     after = _registered_versions(stack)
-    assert len(after) == len(before) + 1
+    assert len(after) == len(before) + 1 and len(set(after.values())) == len(after)  # one version per training run
     # Registering again (a retried step) finds the version the run already has.
     again = stack.cli("register")
     assert again.returncode == 0, again.stderr
