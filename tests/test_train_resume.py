@@ -5,6 +5,7 @@ import torch
 import yaml
 
 import seqpipe.steps as steps
+import seqpipe.steps.training as training_steps
 from seqpipe.config import load_config
 
 
@@ -27,18 +28,19 @@ def test_train_resumes_after_a_kill_and_ignores_a_stale_checkpoint(cfg, project,
     expected = _weights(cfg)
     assert not checkpoint.exists()
 
-    log_metrics = steps.log_metrics
+    # Patched where train looks it up, so the kill lands inside train's epoch loop.
+    log_metrics = training_steps.log_metrics
 
     def dies_at_epoch_two(client, run_id, metrics, step=None):
         if step == 2:
             raise Killed
         log_metrics(client, run_id, metrics, step=step)
 
-    monkeypatch.setattr(steps, "log_metrics", dies_at_epoch_two)
+    monkeypatch.setattr(training_steps, "log_metrics", dies_at_epoch_two)
     with pytest.raises(Killed):
         steps.train(cfg, "lstm", parent)
     assert torch.load(checkpoint, weights_only=True)["epoch"] == 2
-    monkeypatch.setattr(steps, "log_metrics", log_metrics)
+    monkeypatch.setattr(training_steps, "log_metrics", log_metrics)
 
     steps.train(cfg, "lstm", parent)
     assert "resuming" in capsys.readouterr().out
@@ -47,10 +49,10 @@ def test_train_resumes_after_a_kill_and_ignores_a_stale_checkpoint(cfg, project,
     assert not checkpoint.exists()
 
     # A checkpoint from another learning rate is not this run's: it is dropped, not resumed.
-    monkeypatch.setattr(steps, "log_metrics", dies_at_epoch_two)
+    monkeypatch.setattr(training_steps, "log_metrics", dies_at_epoch_two)
     with pytest.raises(Killed):
         steps.train(cfg, "lstm", parent)
-    monkeypatch.setattr(steps, "log_metrics", log_metrics)
+    monkeypatch.setattr(training_steps, "log_metrics", log_metrics)
     pipeline = yaml.safe_load((project / "conf" / "pipeline.yaml").read_text())
     pipeline["training"]["learning_rate"] = 0.01
     (project / "conf" / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))

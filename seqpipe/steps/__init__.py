@@ -1,0 +1,57 @@
+"""The pipeline steps: one plain function each, shared by the CLI, the Prefect flow and DVC.
+
+Steps hand over data as files under ``data/`` (see ``Layout``), never as objects, so
+any step can be rerun alone and DVC can hash what each one wrote. Every output is
+written into a staging file or folder and swapped in only when complete.
+
+Each group lives in its own module; every step is importable from here:
+
+- ``data``: ingest, validate, prepare.
+- ``runs``: the pipeline run's MLflow bookkeeping (open, attach validation, find by key, close).
+- ``training``: train one model or all, and carry prepared data and models through MLflow.
+- ``evaluation``: score the trained models on the test split, the leaderboard.
+- ``backtesting``: the rolling-origin backtest.
+- ``registry``: register, gate, promote, roll back, list versions, predict.
+- ``scheduled``: scheduled retraining's checks: production's data, drift.
+- ``provenance``: lineage of a registered version, and reproducing it.
+
+Module names differ from the step names (``training``, not ``train``) so that
+``seqpipe.steps.train`` stays the step function.
+"""
+
+from seqpipe.layout import Layout
+from seqpipe.steps.backtesting import BACKTEST_ARTIFACTS, backtest
+from seqpipe.steps.data import (
+    DOCS_DIR, REPORT_FILE, ingest, input_features, prepare, read_validation, validate, validation_rules,
+)
+from seqpipe.steps.evaluation import EVALUATION_ARTIFACTS, evaluate, leaderboard_markdown
+from seqpipe.steps.provenance import lineage, reproduce
+from seqpipe.steps.registry import VERSION_COLUMNS, gate, predict, promote, register, rollback, versions
+from seqpipe.steps.runs import (
+    PIPELINE_KEY_TAG, finish_pipeline_run, pipeline_key, pipeline_run_for, record_decision, record_validation,
+    start_pipeline_run,
+)
+from seqpipe.steps.scheduled import DRIFT_DIR, check_drift, production_dataset
+from seqpipe.steps.training import (
+    CLASSICAL_FORECASTS, HISTORY_FILE, MODEL_FILES, PREPARED_FILES, PREPARED_TAG, fetch_prepared, fetch_trained,
+    publish_prepared, train, train_all, training_record,
+)
+
+__all__ = [
+    "Layout",
+    # data
+    "DOCS_DIR", "REPORT_FILE", "ingest", "input_features", "prepare", "read_validation", "validate",
+    "validation_rules",
+    # runs
+    "PIPELINE_KEY_TAG", "finish_pipeline_run", "pipeline_key", "pipeline_run_for", "record_decision",
+    "record_validation", "start_pipeline_run",
+    # training
+    "CLASSICAL_FORECASTS", "HISTORY_FILE", "MODEL_FILES", "PREPARED_FILES", "PREPARED_TAG", "fetch_prepared",
+    "fetch_trained", "publish_prepared", "train", "train_all", "training_record",
+    # evaluation, backtesting
+    "EVALUATION_ARTIFACTS", "evaluate", "leaderboard_markdown", "BACKTEST_ARTIFACTS", "backtest",
+    # registry
+    "VERSION_COLUMNS", "gate", "predict", "promote", "register", "rollback", "versions",
+    # scheduled, provenance
+    "DRIFT_DIR", "check_drift", "production_dataset", "lineage", "reproduce",
+]

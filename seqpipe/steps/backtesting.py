@@ -1,0 +1,143 @@
+"""The rolling-origin backtest: refit and score the models at earlier forecast origins; ``data/backtest``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from seqpipe.config import PipelineConfig
+from seqpipe.data.catalog import SeriesSpec, series_spec
+from seqpipe.data.prepare import PreparedData, prepare_frame
+from seqpipe.layout import VALIDATED_FILE, Layout
+from seqpipe.errors import ConfigError, DataValidationError
+from seqpipe.evaluation import backtest as bt
+from seqpipe.evaluation.classical import is_classical
+from seqpipe.evaluation.leaderboard import to_markdown
+from seqpipe.evaluation.metrics import score
+from seqpipe.evaluation.scoring import ModelScores, score_forecaster, scoring_targets
+from seqpipe.io import atomic_dir
+from seqpipe.tracking.runs import log_metrics
+from seqpipe.tracking.store import connect
+from seqpipe.steps.data import _filled, _with_frequency, input_features
+from seqpipe.steps.runs import finish_pipeline_run, pipeline_run_for
+from seqpipe.steps.training import _classical_forecasts, _classical_settings, _fit_on, _seeded_model, training_record
+
+BACKTEST_ARTIFACTS = ("folds.csv", "summary.csv", "summary.md", "metrics.json")
+
+
+def backtest(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_off: bool = False) -> pd.DataFrame:
+    """Refit and score the models at ``evaluation.backtest.folds`` forecast origins; write ``data/backtest``.
+
+    Fold 1 is the regular test window, each next fold's origin ``step`` points earlier
+    (see ``seqpipe.evaluation.backtest``). Returns the summary: per model, the mean and
+    standard deviation of every score over the folds. With ``folds: 0`` it does nothing
+    and returns an empty summary, so callers may call it unconditionally;
+    ``write_when_off`` then writes the outputs empty, for a DVC stage that declares them.
+    Fold models are neither saved nor registered; the results go to the parent MLflow run.
+    """
+    settings, layout = cfg.evaluation.backtest, Layout.of(cfg)
+    if settings.folds == 0:
+        off, summary = bt.empty_result()
+        if write_when_off:
+            _write_backtest(layout.backtest, off, summary, "The backtest is off (evaluation.backtest.folds = 0).\n")
+        print("backtest off: set evaluation.backtest.folds to run one")
+        return summary
+    # Folds start from the validated rows, before any fill: a gap just before a fold's origin
+    # must not be interpolated from points after it.
+    if not (layout.validated / VALIDATED_FILE).is_file():
+        raise ConfigError(f"{layout.validated}: no validated data to backtest on; run `seqpipe validate` first")
+    frame = pd.read_parquet(layout.validated / VALIDATED_FILE)
+    spec = _with_frequency(series_spec(cfg.data), frame)
+    step = settings.step or spec.horizon
+    models = cfg.backtest_models()
+    for model_spec in models:  # a mistyped hyper-parameter fails before any fold is fitted
+        if is_classical(model_spec.arch):
+            _classical_settings(cfg, model_spec.name)
+        else:
+            _seeded_model(cfg, model_spec.name)
+    try:
+        plans = bt.plan_folds(frame.groupby("series_id", sort=True).size(), spec, settings.folds, step)
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.conf_dir / 'pipeline.yaml'}: {exc}") from None
+
+    connect(cfg)  # an unreachable store fails here, before hours of fitting
+    parent, owned = parent_run_id or _evaluated_parent(cfg), False
+    if parent is None:
+        parent, owned = pipeline_run_for(cfg), True
+    try:
+        result = bt.run_folds(
+            frame, plans, [(m.name, m.arch) for m in models],
+            prepare=lambda rows, fold: _prepare_fold(cfg, rows, spec, fold),
+            fit_and_score=lambda name, fold_data, fold: _refit_and_score(cfg, name, fold_data, f"{name} fold {fold}"),
+        )
+        summary = bt.summarize(result.folds, cfg.evaluation.metric)
+        markdown = to_markdown(summary)
+        header = (f"Rolling-origin backtest: {settings.folds} folds, origin {step} points earlier per fold, "
+                  f"horizon {spec.horizon}; mean and standard deviation over folds.\n\n")
+        _write_backtest(layout.backtest, result, summary, header + markdown)
+        _log_backtest(cfg, parent, summary, step)
+    except BaseException:
+        if owned:
+            finish_pipeline_run(cfg, parent, succeeded=False)
+        raise
+    if owned:
+        finish_pipeline_run(cfg, parent, succeeded=True)
+    print(f"\nBacktest ({settings.folds} folds, step {step}, ranked by mean {cfg.evaluation.metric}):\n{markdown}")
+    return summary
+
+
+def _prepare_fold(cfg: PipelineConfig, rows: pd.DataFrame, spec: SeriesSpec, fold: int) -> PreparedData:
+    """What ``prepare`` makes of a fold's rows; series its fill cannot complete sit this fold out."""
+    filled, unfilled = _filled(cfg, rows)
+    if len(unfilled):
+        print(f"[backtest] fold {fold}: {len(unfilled)} series end in missing values that prepare.fill = "
+              f"{cfg.prepare.fill!r} cannot fill without later points; left out of this fold")
+        filled = filled[~filled["series_id"].isin(unfilled)].reset_index(drop=True)
+    if filled.empty:
+        raise DataValidationError(f"backtest fold {fold}: no series is complete after prepare.fill; "
+                                  "lower evaluation.backtest.folds or step")
+    return prepare_frame(filled, spec, cfg.prepare.scaler, cfg.prepare.window_stride, input_features(cfg))
+
+
+def _refit_and_score(cfg: PipelineConfig, name: str, prepared: PreparedData, label: str) -> ModelScores:
+    """Fit one configured model afresh on ``prepared`` and score its test window: nothing saved, no run."""
+    actual, scale = scoring_targets(prepared)
+    if is_classical(cfg.model(name).arch):
+        forecast = _classical_forecasts(cfg, name, _classical_settings(cfg, name), prepared)
+        return ModelScores(score(actual, forecast, scale), forecast, None, None)
+    model = _seeded_model(cfg, name)
+    _fit_on(cfg, model, prepared, label)
+    # Scored on the CPU, as evaluate scores the saved models.
+    return score_forecaster(model.cpu(), prepared.test, prepared.scalers, actual, scale, cfg.evaluation)
+
+
+def _write_backtest(folder: Path, result: bt.BacktestResult, summary: pd.DataFrame, markdown: str) -> None:
+    with atomic_dir(folder) as staging:
+        result.folds.to_csv(staging / "folds.csv", index=False)
+        result.forecasts.to_parquet(staging / "forecasts.parquet", index=False)
+        summary.to_csv(staging / "summary.csv", index=False)
+        (staging / "summary.md").write_text(markdown)
+        (staging / "metrics.json").write_text(json.dumps(bt.summary_metrics(summary), indent=2, sort_keys=True) + "\n")
+
+
+def _evaluated_parent(cfg: PipelineConfig) -> str | None:
+    """The pipeline run the current models were trained in (and evaluate logged to), if trained here."""
+    for spec in cfg.models:
+        record = training_record(cfg, spec.name)
+        if record:
+            return record["parent_run_id"]
+    return None
+
+
+def _log_backtest(cfg: PipelineConfig, parent: str, summary: pd.DataFrame, step: int) -> None:
+    layout = Layout.of(cfg)
+    client, _ = connect(cfg)
+    for artifact in BACKTEST_ARTIFACTS:
+        client.log_artifact(parent, str(layout.backtest / artifact), "backtest")
+    log_metrics(client, parent, {f"backtest_{model}_{name}": value
+                                 for model, scores in bt.summary_metrics(summary).items()
+                                 for name, value in scores.items()})
+    client.set_tag(parent, "seqpipe.backtest.folds", str(cfg.evaluation.backtest.folds))
+    client.set_tag(parent, "seqpipe.backtest.step", str(step))

@@ -1,0 +1,107 @@
+"""Score the trained models on the test split: the leaderboard, forecasts and plots in ``data/evaluation``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from seqpipe.config import PipelineConfig
+from seqpipe.data.prepare import load_prepared
+from seqpipe.layout import Layout
+from seqpipe.errors import ConfigError
+from seqpipe.evaluation.classical import is_classical
+from seqpipe.evaluation.leaderboard import board_metrics, build_leaderboard, to_markdown
+from seqpipe.evaluation.metrics import METRICS, score
+from seqpipe.evaluation.plots import (
+    plot_error_distribution, plot_forecast_vs_actual, plot_metric_by_model, sample_series,
+)
+from seqpipe.evaluation.scoring import ModelScores, score_forecaster, scoring_targets
+from seqpipe.io import atomic_dir
+from seqpipe.models.persistence import SPEC_FILE, load_model
+from seqpipe.tracking.runs import log_metrics
+from seqpipe.tracking.store import connect
+from seqpipe.steps.training import CLASSICAL_FORECASTS, training_record
+
+EVALUATION_ARTIFACTS = ("leaderboard.csv", "leaderboard.md", "metrics.json", "forecast_vs_actual.png",
+                        "metric_by_model.png", "error_distribution.png")
+
+
+def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFrame:
+    """Score every trained model on the test split; write the leaderboard, forecasts and a plot.
+
+    The leaderboard goes to ``parent_run_id`` when given (a pipeline run that reused
+    models trained by an earlier one), else to the pipeline run that trained the best model.
+    """
+    layout = Layout.of(cfg)
+    prepared = load_prepared(layout.prepared)
+    horizon = prepared.spec.horizon
+    frame = prepared.frame
+    ids = prepared.scalers.series_ids
+    test_rows = frame[frame["split"] == "test"]
+    actual, scale = scoring_targets(prepared)
+
+    runs, per_series, forecasts = {}, [], []
+    for spec in cfg.models:
+        model_dir = layout.models / spec.name
+        if not ((model_dir / SPEC_FILE).is_file() or (model_dir / CLASSICAL_FORECASTS).is_file()):
+            raise ConfigError(f"{model_dir}: model '{spec.name}' has not been trained; run `seqpipe train` first")
+        record = training_record(cfg, spec.name)
+        if record:
+            runs[spec.name] = record
+        if is_classical(spec.arch):
+            forecast = np.load(model_dir / CLASSICAL_FORECASTS)
+            if forecast.shape != actual.shape:
+                raise ConfigError(f"{model_dir}: forecasts of shape {forecast.shape} do not fit the test split "
+                                  f"{actual.shape}; run `seqpipe train` again")
+            scored = ModelScores(score(actual, forecast, scale), forecast, None, None)
+        else:
+            scored = score_forecaster(load_model(model_dir), prepared.test, prepared.scalers, actual, scale,
+                                      cfg.evaluation)
+        per_series.append(pd.DataFrame({"model": spec.name, "arch": spec.arch, "series_id": ids, **scored.scores}))
+        forecasts.append(test_rows[["series_id", "timestamp"]].assign(
+            model=spec.name, forecast=scored.forecast.ravel(), actual=actual.ravel(),
+            lower=np.nan if scored.lower is None else scored.lower.ravel(),
+            upper=np.nan if scored.upper is None else scored.upper.ravel()))
+    per_series_frame = pd.concat(per_series, ignore_index=True)
+    forecast_frame = pd.concat(forecasts, ignore_index=True)
+    board = build_leaderboard(per_series_frame, cfg.evaluation.metric)
+    markdown = to_markdown(board)
+
+    with atomic_dir(layout.evaluation) as staging:
+        board.to_csv(staging / "leaderboard.csv", index=False)
+        (staging / "leaderboard.md").write_text(markdown)
+        (staging / "metrics.json").write_text(json.dumps(board_metrics(board), indent=2, sort_keys=True) + "\n")
+        per_series_frame.to_parquet(staging / "per_series.parquet", index=False)
+        forecast_frame.to_parquet(staging / "forecasts.parquet", index=False)
+        shown = sample_series(list(ids), cfg.evaluation.plot_series)
+        plot_forecast_vs_actual(frame, forecast_frame, shown, horizon, staging / "forecast_vs_actual.png")
+        plot_metric_by_model(board, cfg.evaluation.metric, staging / "metric_by_model.png")
+        plot_error_distribution(per_series_frame, cfg.evaluation.metric, staging / "error_distribution.png")
+
+    if runs:
+        _log_evaluation(cfg, board, runs, parent_run_id)
+    else:
+        print("no MLflow training runs recorded for these models here (pulled from a DVC remote?): "
+              "the leaderboard is written to data/evaluation only")
+    print(f"\nLeaderboard (test split, {len(ids)} series, horizon {horizon}, ranked by {cfg.evaluation.metric}):\n{markdown}")
+    return board
+
+
+def leaderboard_markdown(cfg: PipelineConfig) -> str:
+    return (Layout.of(cfg).evaluation / "leaderboard.md").read_text()
+
+
+def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, dict], parent: str | None) -> None:
+    layout = Layout.of(cfg)
+    client, _ = connect(cfg)
+    for model, scores in board_metrics(board).items():
+        if model in runs:
+            log_metrics(client, runs[model]["run_id"], {f"test_{m}": v for m, v in scores.items()})
+    best = board.iloc[0]
+    parent = parent or (runs.get(best["model"]) or next(iter(runs.values())))["parent_run_id"]
+    for artifact in EVALUATION_ARTIFACTS:
+        client.log_artifact(parent, str(layout.evaluation / artifact), "evaluation")
+    log_metrics(client, parent, {f"best_test_{m}": float(best[m]) for m in METRICS})
+    client.set_tag(parent, "seqpipe.best_model", best["model"])

@@ -1,0 +1,257 @@
+"""Register, gate, promote and roll back model versions; list them; forecast with one."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from seqpipe.config import PipelineConfig
+from seqpipe.data.prepare import COVARIATE_SCALERS_FILE, SCALERS_FILE, PreparedData, load_prepared
+from seqpipe.data.sources import read_table
+from seqpipe.layout import Layout
+from seqpipe.errors import ConfigError, PredictionError, RegistryError, SeqpipeError
+from seqpipe.evaluation.classical import is_classical
+from seqpipe.evaluation.forecast import QuantileSettings
+from seqpipe.evaluation.gate import GateDecision, decide, diebold_mariano, step_losses
+from seqpipe.evaluation.leaderboard import to_markdown
+from seqpipe.evaluation.metrics import METRICS, score
+from seqpipe.evaluation.scoring import scoring_targets
+from seqpipe.io import write_json, write_table
+from seqpipe.tracking.lineage import TAG_PREFIX
+from seqpipe.tracking.registry import (
+    CHALLENGER, PRODUCTION, ModelArtifacts, alias_version, aliases_of, list_versions, log_and_register, model_uri,
+)
+from seqpipe.tracking.registry import promote as move_production
+from seqpipe.tracking.registry import rollback as roll_back_production
+from seqpipe.tracking.store import connect
+from seqpipe.steps.training import training_record
+
+def register(cfg: PipelineConfig) -> str:
+    """Register the best registrable model as a new model version with the alias ``challenger``.
+
+    Classical references rank on the leaderboard but are not torch forecasters, so the
+    best model below them is registered instead, and the log says so. Retrying is safe:
+    the winner's training run keeps the version it already has.
+    """
+    client, _ = connect(cfg)  # an unreachable store fails here, before anything is logged
+    layout = Layout.of(cfg)
+    board = pd.read_csv(layout.evaluation / "leaderboard.csv")
+    registrable = board[~board["arch"].map(is_classical)]
+    if registrable.empty:
+        raise RegistryError(f"{layout.evaluation / 'leaderboard.csv'} lists only classical references, "
+                            "which cannot be registered: configure at least one neural or baseline model")
+    best = registrable.iloc[0]
+    top = board.iloc[0]
+    if top["model"] != best["model"]:
+        print(f"note: {top['model']} (classical, test {cfg.evaluation.metric} {top[cfg.evaluation.metric]:.4f}) tops "
+              f"the leaderboard but cannot be registered; registering {best['model']} (rank {best['rank']})")
+    run = training_record(cfg, best["model"])
+    if run is None:
+        raise RegistryError(f"no MLflow training run is recorded here for the model now in {layout.models / best['model']}; "
+                            f"train it here (`seqpipe train --model {best['model']}`) before registering it")
+    prepared = load_prepared(layout.prepared)
+    example_ids = prepared.scalers.series_ids[:2]
+    example = (prepared.frame[prepared.frame["series_id"].isin(example_ids)]
+               .groupby("series_id").tail(prepared.spec.lookback)[_history_columns(prepared)]
+               .reset_index(drop=True))
+    # The version inherits the lineage its training run recorded, not today's files.
+    trained_from = {k: v for k, v in client.get_run(run["run_id"]).data.tags.items() if k.startswith(TAG_PREFIX)}
+    tags = {**trained_from, "seqpipe.model": best["model"], "seqpipe.arch": best["arch"],
+            "seqpipe.pipeline_run_id": run["parent_run_id"], "seqpipe.training_run_id": run["run_id"],
+            **{f"seqpipe.test_{m}": f"{best[m]:.6f}" for m in METRICS}}
+    with tempfile.TemporaryDirectory() as scratch:
+        config = write_json(Path(scratch) / "pipeline.json", cfg.model_dump(mode="json", exclude={"root", "conf_dir"}))
+        version = log_and_register(
+            client, run["run_id"], cfg.tracking.registered_model,
+            ModelArtifacts(layout.models / best["model"], layout.prepared / SCALERS_FILE, prepared.spec.freq,
+                           example, QuantileSettings(tuple(cfg.serving.quantiles), cfg.serving.samples, cfg.serving.seed),
+                           config, prepared.features,
+                           layout.prepared / COVARIATE_SCALERS_FILE if prepared.covariate_scalers else None),
+            tags,
+        )
+    print(f"registered {cfg.tracking.registered_model} version {version} ({best['model']}, "
+          f"test {cfg.evaluation.metric} {best[cfg.evaluation.metric]:.4f}) with alias 'challenger'")
+    return version
+
+
+def _history_columns(prepared: PreparedData) -> list[str]:
+    """What a history frame for the prepared data's models holds: the canonical columns and the covariates."""
+    return ["series_id", "timestamp", "value", *prepared.features.covariates]
+
+
+def _test_split(cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
+    """The history before the test split, the test actuals (series x step) and each series' MASE scale."""
+    folder = Layout.of(cfg).prepared
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: no prepared data to compare versions on; run `seqpipe prepare` first")
+    prepared = load_prepared(folder)
+    frame = prepared.frame
+    history = frame.loc[frame["split"] != "test", _history_columns(prepared)].reset_index(drop=True)
+    values, scale = scoring_targets(prepared)
+    ids = pd.Index(prepared.scalers.series_ids, name="series_id")
+    actual = pd.DataFrame(values, index=ids, columns=pd.RangeIndex(1, prepared.spec.horizon + 1, name="step"))
+    return history, actual, pd.Series(scale, index=ids)
+
+
+def _forecast_version(cfg: PipelineConfig, version: str, history: pd.DataFrame, actual: pd.DataFrame) -> np.ndarray:
+    """Forecasts of a registered version for the test split, aligned with ``actual``."""
+    uri = model_uri(cfg.tracking.registered_model, version)
+    try:
+        forecast = mlflow.pyfunc.load_model(uri).predict(history, params={"horizon": actual.shape[1]})
+    except (MlflowException, SeqpipeError) as exc:
+        message = exc.message if isinstance(exc, MlflowException) else str(exc)
+        raise RegistryError(f"{uri} cannot forecast the current test split: {message}") from None
+    table = forecast.pivot(index="series_id", columns="step", values="mean")
+    return table.reindex(index=actual.index, columns=actual.columns).to_numpy(np.float64)
+
+
+def _gate_tags(decision: GateDecision, production: str | None, loss: str, action: str) -> dict[str, str]:
+    def number(value: float | None) -> str:
+        return "none" if value is None else f"{value:.6g}"
+
+    test = decision.test
+    return {
+        "seqpipe.gate.passed": str(decision.promote).lower(),
+        "seqpipe.gate.action": action,
+        "seqpipe.gate.reason": decision.reason,
+        "seqpipe.gate.metric": decision.metric,
+        "seqpipe.gate.challenger_score": number(decision.challenger_score),
+        "seqpipe.gate.production_score": number(decision.production_score),
+        "seqpipe.gate.production_version": str(production),
+        "seqpipe.gate.p_value": number(test.p_value if test else None),
+        "seqpipe.gate.dm_statistic": number(test.statistic if test else None),
+        "seqpipe.gate.loss": loss,
+        "seqpipe.gate.at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def gate(cfg: PipelineConfig) -> dict:
+    """Compare the challenger with production on the test split; promote it when it is clearly better.
+
+    Both versions forecast the same history with their registered pyfunc, so the comparison
+    covers exactly what would serve. The decision is kept as tags on the challenger.
+    """
+    client, _ = connect(cfg)
+    name, settings, metric = cfg.tracking.registered_model, cfg.promotion, cfg.evaluation.metric
+    challenger = alias_version(client, name, CHALLENGER)
+    if challenger is None:
+        raise RegistryError(f"registered model '{name}' has no '{CHALLENGER}' version; run `seqpipe register` first")
+    production = alias_version(client, name, PRODUCTION)
+    if production == challenger:
+        print(f"gate: version {challenger} is already '{PRODUCTION}'; nothing to decide")
+        return {"challenger": challenger, "production": production, "passed": False, "action": "already production"}
+
+    history, actual, scale = _test_split(cfg)
+    values, scales = actual.to_numpy(np.float64), scale.to_numpy(np.float64)
+    challenger_forecast = _forecast_version(cfg, challenger, history, actual)
+    challenger_score = float(np.nanmean(score(values, challenger_forecast, scales)[metric]))
+    production_score, test = None, None
+    if production is not None:
+        production_forecast = _forecast_version(cfg, production, history, actual)
+        production_score = float(np.nanmean(score(values, production_forecast, scales)[metric]))
+        test = diebold_mariano(step_losses(values, challenger_forecast, scales, settings.loss),
+                               step_losses(values, production_forecast, scales, settings.loss))
+    decision = decide(metric, challenger_score, production_score, test, settings.margin, settings.significance)
+
+    action = "promoted" if decision.promote and settings.auto_promote else (
+        "report only" if decision.promote else "kept production")
+    tags = _gate_tags(decision, production, settings.loss, action)
+    for key, value in tags.items():
+        client.set_model_version_tag(name, challenger, key, value)
+    p_value = "n/a" if test is None else f"{test.p_value:.4g}"
+    print(f"gate: challenger v{challenger} {metric} {challenger_score:.4f} vs production "
+          f"{'none' if production is None else f'v{production} {production_score:.4f}'}; DM p-value {p_value} "
+          f"({settings.loss} loss) -> {'pass' if decision.promote else 'fail'}: {decision.reason}; {action}")
+    if action == "promoted":
+        promote(cfg, challenger, f"gate: {decision.reason}")
+    return {"challenger": challenger, "production": production, "passed": decision.promote, "action": action,
+            "metric": metric, "challenger_score": challenger_score, "production_score": production_score,
+            "p_value": None if test is None else test.p_value, "reason": decision.reason}
+
+
+def promote(cfg: PipelineConfig, version: str | None, reason: str, challenger: bool = False) -> dict:
+    """Move ``production`` to ``version`` (or to the challenger); the move is kept in the registry."""
+    if (version is None) == (not challenger):
+        raise ConfigError("give exactly one of --version N and --challenger")
+    client, _ = connect(cfg)
+    name = cfg.tracking.registered_model
+    if challenger:
+        version = alias_version(client, name, CHALLENGER)
+        if version is None:
+            raise RegistryError(f"registered model '{name}' has no '{CHALLENGER}' version")
+    record = move_production(client, name, str(version), reason)
+    print(f"production: version {record['from']} -> {record['to']} by {record['by']} at {record['at']} ({reason})")
+    return record
+
+
+def rollback(cfg: PipelineConfig, reason: str) -> dict:
+    """Move ``production`` back to the version the current one replaced."""
+    client, _ = connect(cfg)
+    record = roll_back_production(client, cfg.tracking.registered_model, reason)
+    print(f"production rolled back: version {record['from']} -> {record['to']} by {record['by']} "
+          f"at {record['at']} ({reason})")
+    return record
+
+
+VERSION_COLUMNS = ("version", "aliases", "model", *(f"test_{m}" for m in METRICS), "gate", "created")
+
+
+def versions(cfg: PipelineConfig) -> pd.DataFrame:
+    """Every registered version with its aliases, test metrics, gate outcome and creation time."""
+    client, _ = connect(cfg)
+    name = cfg.tracking.registered_model
+    found = list_versions(client, name)
+    if not found:
+        print(f"registered model '{name}' has no versions yet; run `seqpipe register`")
+        return pd.DataFrame(columns=list(VERSION_COLUMNS))
+    aliases = aliases_of(client, name)
+    rows = [{
+        "version": int(v.version),
+        "aliases": ",".join(aliases.get(str(v.version), [])) or "-",
+        "model": v.tags.get("seqpipe.model", "?"),
+        **{f"test_{m}": float(v.tags[f"seqpipe.test_{m}"]) if f"seqpipe.test_{m}" in v.tags else np.nan for m in METRICS},
+        "gate": v.tags.get("seqpipe.gate.action", "-"),
+        "created": datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc).isoformat(timespec="seconds"),
+    } for v in found]
+    table = pd.DataFrame(rows, columns=list(VERSION_COLUMNS))
+    print(f"registered model '{name}':\n{to_markdown(table)}")
+    return table
+
+
+def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path, horizon: int | None = None) -> pd.DataFrame:
+    """Forecast every series in ``input_path`` with a registered model; write ``output_path``."""
+
+    source = cfg.data.source
+    # The model, not today's config, knows which covariates it reads: every further column
+    # is carried, and the model names any of its covariates the input lacks.
+    columns = source.columns.model_copy(update={"covariates": []})
+    history = read_table(input_path, columns, time_format=source.time_format, timezone=source.timezone,
+                         keep_other_columns=True)
+    connect(cfg)
+    uri = model_uri(cfg.tracking.registered_model, model)
+    try:
+        loaded = mlflow.pyfunc.load_model(uri)
+    except MlflowException as exc:
+        raise RegistryError(f"cannot load {uri}: {exc.message}") from None
+    schema = loaded.metadata.get_input_schema()
+    if schema is not None:
+        wanted = schema.input_names()
+        absent = [c for c in wanted if c not in history.columns]
+        if absent:
+            raise PredictionError(f"{input_path}: missing columns {absent} that {uri} reads (covariates keep their "
+                                  f"names); columns present: {list(map(str, history.columns))}")
+        history = history[wanted]
+    try:
+        forecast = loaded.predict(history, params=None if horizon is None else {"horizon": horizon})
+    except MlflowException as exc:
+        raise PredictionError(f"{input_path}: {exc.message}") from None
+    write_table(forecast, output_path)
+    print(f"wrote {len(forecast)} forecasts for {forecast['series_id'].nunique()} series to {output_path} ({uri})")
+    return forecast

@@ -1,0 +1,95 @@
+"""The pipeline run's MLflow bookkeeping: open and close it, attach validation, find it again by its key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from seqpipe.config import PipelineConfig
+from seqpipe.data.prepare import META_FILE
+from seqpipe.data.snapshot import read_manifest
+from seqpipe.layout import Layout
+from seqpipe.io import read_json
+from seqpipe.tracking.lineage import TAG_PREFIX, git_state, lineage_tags
+from seqpipe.tracking.runs import create_run, finish_run
+from seqpipe.tracking.store import connect
+from seqpipe.steps.data import DOCS_DIR, REPORT_FILE, read_validation
+
+PIPELINE_KEY_TAG = TAG_PREFIX + "pipeline_key"
+
+
+def _lineage(cfg: PipelineConfig, flow_run_id: str | None) -> dict[str, str]:
+    manifest = read_manifest(Layout.of(cfg).raw)
+    report = read_validation(cfg)
+    return lineage_tags(cfg, dataset_md5=manifest.md5, source=manifest.source,
+                        validation=_verdict(report), flow_run_id=flow_run_id)
+
+
+def start_pipeline_run(cfg: PipelineConfig, flow_run_id: str | None = None) -> str:
+    """Open the parent MLflow run of one pipeline run; log the config and the code version."""
+    client, experiment_id = connect(cfg)
+    tags = {TAG_PREFIX + k: v for k, v in git_state(cfg.root).items()}
+    tags |= {TAG_PREFIX + "config_hash": cfg.fingerprint(), TAG_PREFIX + "prefect_flow_run_id": flow_run_id or "none"}
+    run_id = create_run(client, experiment_id, "pipeline", tags)
+    client.log_dict(run_id, cfg.model_dump(mode="json", exclude={"root", "conf_dir"}), "config/pipeline.json")
+    return run_id
+
+
+def record_validation(cfg: PipelineConfig, run_id: str, flow_run_id: str | None = None) -> None:
+    """Attach the latest snapshot's hash, validation report and Data Docs to a run, passed or failed."""
+    layout = Layout.of(cfg)
+    manifest = read_manifest(layout.raw)
+    reports = layout.reports / manifest.md5
+    if not (reports / REPORT_FILE).is_file():
+        return
+    report = read_json(reports / REPORT_FILE)
+    client, _ = connect(cfg)
+    tags = lineage_tags(cfg, dataset_md5=manifest.md5, source=manifest.source,
+                        validation=_verdict(report), flow_run_id=flow_run_id)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    client.log_artifact(run_id, str(reports / REPORT_FILE), "validation")
+    if (reports / DOCS_DIR).is_dir():
+        client.log_artifacts(run_id, str(reports / DOCS_DIR), "validation/data_docs")
+
+
+def _verdict(report: dict) -> str:
+    if report["success"]:
+        return "passed"
+    return f"quarantined {len(report['quarantined'])} series" if report["quarantined"] else "failed"
+
+
+def finish_pipeline_run(cfg: PipelineConfig, run_id: str, succeeded: bool) -> None:
+    client, _ = connect(cfg)
+    finish_run(client, run_id, succeeded)
+
+
+def pipeline_key(cfg: PipelineConfig) -> str:
+    """What makes two training processes parts of the same pipeline run."""
+    payload = {
+        "dataset": read_json(Layout.of(cfg).prepared / META_FILE)["dataset"],
+        "config": cfg.fingerprint(),
+        "code": git_state(cfg.root)["git_commit"],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def pipeline_run_for(cfg: PipelineConfig) -> str:
+    client, experiment_id = connect(cfg)
+    key = pipeline_key(cfg)
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{PIPELINE_KEY_TAG}` = '{key}'",
+                               order_by=["attributes.start_time DESC"], max_results=1)
+    if found:
+        return found[0].info.run_id
+    run_id = start_pipeline_run(cfg)
+    client.set_tag(run_id, PIPELINE_KEY_TAG, key)
+    record_validation(cfg, run_id)
+    return run_id
+
+
+def record_decision(cfg: PipelineConfig, run_id: str, decision: str, reason: str) -> None:
+    """Keep a scheduled run's decision (skip, retrain) on its MLflow run, beside the data it saw."""
+    client, _ = connect(cfg)
+    client.set_tag(run_id, TAG_PREFIX + "decision", decision)
+    client.set_tag(run_id, TAG_PREFIX + "decision_reason", reason)
+    print(f"decision: {decision} ({reason})")

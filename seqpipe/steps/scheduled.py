@@ -1,0 +1,52 @@
+"""Scheduled retraining: the data production was trained on, and drift against it."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from seqpipe.config import PipelineConfig
+from seqpipe.data.catalog import series_spec
+from seqpipe.data.drift import DriftReport, detect_drift
+from seqpipe.data.snapshot import SNAPSHOTS, read_snapshot
+from seqpipe.layout import Layout
+from seqpipe.io import write_json
+from seqpipe.tracking.lineage import TAG_PREFIX
+from seqpipe.tracking.registry import PRODUCTION, alias_version
+from seqpipe.tracking.runs import log_metrics
+from seqpipe.tracking.store import connect
+
+DRIFT_DIR = "drift"
+
+
+def production_dataset(cfg: PipelineConfig) -> str | None:
+    """The raw snapshot hash the ``production`` version was trained on; None without production."""
+    client, _ = connect(cfg)
+    name = cfg.tracking.registered_model
+    version = alias_version(client, name, PRODUCTION)
+    if version is None:
+        return None
+    return client.get_model_version(name, version).tags.get(TAG_PREFIX + "dataset_md5")
+
+
+def check_drift(cfg: PipelineConfig, reference_md5: str, run_id: str | None = None) -> DriftReport | None:
+    """Compare the latest snapshot with ``reference_md5``'s, series by series; log it to ``run_id``.
+
+    Snapshots are content-addressed and never deleted, so the reference is on disk
+    wherever it was ingested; elsewhere `dvc pull` brings it (the report says so).
+    """
+    layout = Layout.of(cfg)
+    current, manifest = read_snapshot(layout.raw)
+    reference_path = layout.raw / SNAPSHOTS / f"{reference_md5}.parquet"
+    if not reference_path.is_file():
+        print(f"drift: production's snapshot {reference_path} is not here (`dvc pull` fetches it); not checked")
+        return None
+    report = detect_drift(pd.read_parquet(reference_path), current, cfg.drift, reference_md5, manifest.md5,
+                          season=series_spec(cfg.data).season)
+    path = write_json(layout.reports.parent / DRIFT_DIR / f"{manifest.md5}.json", report.to_dict())
+    print(report.summary())
+    if run_id:
+        client, _ = connect(cfg)
+        client.log_artifact(run_id, str(path), "drift")
+        log_metrics(client, run_id, {"drift_series_tested": report.tested, "drift_series_drifted": report.drifted,
+                                     "drift_share": report.drifted_share, "drift_mean_psi": report.mean_psi})
+    return report
