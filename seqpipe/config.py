@@ -250,7 +250,7 @@ class OrchestrationConfig(StrictModel):
     retrain_pool: str = Field("seqpipe", description="the pool the scheduled retraining deployment runs on")
     training_deployment: str = "seqpipe-train-model/train-model"
     concurrency: int | None = Field(
-        None, gt=0, description="local mode: models trained at once; None: one per CUDA device, else 1"
+        None, gt=0, description="local mode: models trained at once (threads sharing one device); None: 1"
     )
     training_timeout: float | None = Field(
         None, gt=0, description="workers mode: seconds to wait for one model's flow run; None waits"
