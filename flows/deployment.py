@@ -51,10 +51,14 @@ def deploy(cfg: PipelineConfig, conf_dir: str) -> int:
     return subprocess.run(command, cwd=cfg.root, env=env).returncode
 
 
-def start_worker(cfg: PipelineConfig, pool: str, limit: int | None = None) -> int:
-    """Run a process worker on ``pool`` until stopped; its flow runs use this project's checkout."""
-    env = {**os.environ, PROJECT_ENV: str(cfg.root)}
+def start_worker(cfg: PipelineConfig, pool: str, limit: int | None = None) -> None:
+    """Become a process worker on ``pool``; its flow runs use this project's checkout.
+
+    The process replaces itself with Prefect's worker, so a service manager's SIGTERM
+    (or Ctrl-C) reaches the worker, not a wrapper that would leave it behind.
+    """
     command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", POOL_TYPE]
     if limit:
         command += ["--limit", str(limit)]
-    return subprocess.run(command, cwd=cfg.root, env=env).returncode
+    os.chdir(cfg.root)
+    os.execve(sys.executable, command, {**os.environ, PROJECT_ENV: str(cfg.root)})

@@ -252,7 +252,7 @@ def worker(
     cfg = _config(conf)
     from flows.deployment import start_worker
 
-    sys.exit(start_worker(cfg, pool or cfg.orchestration.work_pool, limit))
+    start_worker(cfg, pool or cfg.orchestration.work_pool, limit)
 
 
 @app.command()

@@ -93,14 +93,25 @@ class Stack:
             return asyncio.run(run())
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
+    """Stop the process and everything it started; a worker left polling would take the next test's runs."""
+    if _group_alive(process.pid):
         os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+        deadline = time.monotonic() + 30
+        while _group_alive(process.pid) and time.monotonic() < deadline:
+            process.poll()
+            time.sleep(0.2)
+        if _group_alive(process.pid):
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +227,7 @@ def test_cron_deployment_gets_runs_every_minute(stack):
 def test_killed_worker_rerun_completes_without_duplicate_versions(stack):
     conf = yaml.safe_load((stack.root / "conf" / "pipeline.yaml").read_text())
     # Slow enough to be killed in the middle: many epochs that do not stop early.
-    conf["training"] = {**conf["training"], "max_epochs": 40, "patience": 40}
+    conf["training"] = {**conf["training"], "max_epochs": 300, "patience": 300}
     conf["models"] = ["lstm"]  # the model that is killed is the one registered
     conf["schedule"] = {"cron": "0 3 * * 1", "timezone": "UTC"}
     (stack.root / "conf" / "pipeline.yaml").write_text(yaml.safe_dump(conf, sort_keys=False))
