@@ -45,8 +45,28 @@ def _hash(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _stat_signature(path: Path) -> tuple:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return tuple((str(f), st.st_size, st.st_mtime_ns, st.st_ino) for f in files for st in [f.stat()])
+
+
+@lru_cache(maxsize=256)
+def _md5_of(path: Path, signature: tuple) -> str:
+    return folder_md5(path) if path.is_dir() else md5_file(path)
+
+
+def content_md5(path: Path) -> str:
+    """MD5 of a file, or of a folder as ``folder_md5`` has it, read once per version of its files.
+
+    A pipeline run asks for the same digest many times (the prepared data keys every
+    model's training); steps replace files whole, so an unchanged size, mtime and inode
+    mean unchanged bytes and the earlier answer stands.
+    """
+    return _md5_of(path, _stat_signature(path))
+
+
 def _file_digest(path: Path) -> str | None:
-    return md5_file(path) if path.is_file() else None
+    return content_md5(path) if path.is_file() else None
 
 
 def _source_digest(cfg: PipelineConfig) -> str | None:
@@ -59,11 +79,11 @@ def _source_digest(cfg: PipelineConfig) -> str | None:
         paths = resolve_paths(source.path, source.kind, cfg.root)
     except SourceError:  # ingest itself reports a missing source, with the reason
         return None
-    return _hash({str(p.relative_to(cfg.root) if p.is_relative_to(cfg.root) else p): md5_file(p) for p in paths})
+    return _hash({str(p.relative_to(cfg.root) if p.is_relative_to(cfg.root) else p): content_md5(p) for p in paths})
 
 
 def _prepared_digest(layout: Layout) -> str | None:
-    return folder_md5(layout.prepared) if (layout.prepared / META_FILE).is_file() else None
+    return content_md5(layout.prepared) if (layout.prepared / META_FILE).is_file() else None
 
 
 def _manifest_md5(cfg: PipelineConfig) -> str | None:
@@ -120,7 +140,7 @@ def step_outputs(cfg: PipelineConfig, step: Step, model: str | None = None) -> s
         folder, record = layout.models / str(model), layout.runs / f"{model}.json"
         if not (folder.is_dir() and record.is_file()):
             return None
-        digest = folder_md5(folder)
+        digest = content_md5(folder)
         # The MLflow run that trained it must be the one on record, or evaluate cannot log to it.
         return digest if read_json(record).get("model_md5") == digest else None
     raise ValueError(f"no digest for step '{step}'")
