@@ -33,6 +33,11 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _require_probabilities(key: str, values: list[float]) -> None:
+    if not all(0 < value < 1 for value in values):
+        raise ValueError(f"{key} must lie strictly between 0 and 1, got {values}")
+
+
 # Names the canonical and prepared frames use themselves: a covariate may not take one.
 RESERVED_COLUMNS = ("series_id", "timestamp", "value", "split")
 CalendarFeature = Literal["minute_of_hour", "hour_of_day", "day_of_week", "day_of_month", "day_of_year",
@@ -176,8 +181,7 @@ class EvaluationConfig(StrictModel):
 
     @model_validator(mode="after")
     def _levels_are_probabilities(self) -> EvaluationConfig:
-        if not all(0 < level < 1 for level in self.coverage_levels):
-            raise ValueError(f"evaluation.coverage_levels must lie strictly between 0 and 1, got {self.coverage_levels}")
+        _require_probabilities("evaluation.coverage_levels", self.coverage_levels)
         return self
 
 
@@ -190,8 +194,7 @@ class ServingConfig(StrictModel):
 
     @model_validator(mode="after")
     def _quantiles_are_probabilities(self) -> ServingConfig:
-        if not all(0 < q < 1 for q in self.quantiles):
-            raise ValueError(f"serving.quantiles must lie strictly between 0 and 1, got {self.quantiles}")
+        _require_probabilities("serving.quantiles", self.quantiles)
         return self
 
 
