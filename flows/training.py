@@ -56,14 +56,12 @@ def train_model(name: str, parent_run_id: str, config: dict[str, Any] | None = N
 
 
 def train_in_process(cfg: PipelineConfig, names: list[str], parent_run_id: str) -> list[dict[str, Any]]:
-    payload = cfg.payload()
-    conf_dir = str(cfg.conf_dir)
+    shared = {"parent_run_id": parent_run_id, "config": cfg.payload(), "conf_dir": str(cfg.conf_dir)}
     if (cfg.orchestration.concurrency or 1) == 1:
-        return [train_model(name=name, parent_run_id=parent_run_id, config=payload, conf_dir=conf_dir) for name in names]
+        return [train_model(name=name, **shared) for name in names]
     # Each thread gets its own copy of the context, so each subflow knows its parent flow run.
     with ThreadPoolExecutor(cfg.orchestration.concurrency) as pool:
-        futures = [pool.submit(contextvars.copy_context().run, train_model, name=name, parent_run_id=parent_run_id,
-                               config=payload, conf_dir=conf_dir) for name in names]
+        futures = [pool.submit(contextvars.copy_context().run, train_model, name=name, **shared) for name in names]
         return [future.result() for future in futures]
 
 
@@ -90,15 +88,15 @@ def _wait(flow_run_ids: dict[str, Any], timeout: float | None, pool: str) -> dic
 
 def train_on_workers(cfg: PipelineConfig, names: list[str], parent_run_id: str) -> list[dict[str, Any]]:
     settings = cfg.orchestration
-    prepared_md5 = steps.publish_prepared(cfg, parent_run_id)
+    shared = {"parent_run_id": parent_run_id, "config": cfg.payload(),
+              "prepared_md5": steps.publish_prepared(cfg, parent_run_id)}
     started = {}
     for name in names:
         try:
             # The key makes a retried pipeline task find its runs instead of queueing twins.
             run = run_deployment(settings.training_deployment, timeout=0, tags=["seqpipe", "train", name],
                                  idempotency_key=f"{parent_run_id}:{name}",
-                                 parameters={"name": name, "parent_run_id": parent_run_id, "config": cfg.payload(),
-                                             "prepared_md5": prepared_md5})
+                                 parameters={"name": name, **shared})
         except ObjectNotFound:
             raise ConfigError(f"orchestration.mode is 'workers' but the Prefect server has no deployment "
                               f"'{settings.training_deployment}': run `seqpipe deploy`, then start a worker with "

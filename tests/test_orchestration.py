@@ -80,6 +80,14 @@ class Stack:
         process.log_path = log_path  # type: ignore[attr-defined]
         return process
 
+    def cli_with_worker(self, *args: str) -> tuple[subprocess.CompletedProcess, subprocess.Popen]:
+        """Run a command while a fresh worker polls the gpu pool; the result and the (stopped) worker."""
+        worker = self.start_worker()
+        try:
+            return self.cli(*args), worker
+        finally:
+            _stop(worker)
+
     def prefect(self, coroutine_factory):
         from prefect.client.orchestration import get_client
         from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -160,11 +168,7 @@ def _registered_versions(stack: Stack) -> dict[str, str]:
 
 
 def test_pipeline_trains_on_a_worker_and_tracks_in_postgres(stack):
-    worker = stack.start_worker()
-    try:
-        ran = stack.cli("run")
-    finally:
-        _stop(worker)
+    ran, _ = stack.cli_with_worker("run")
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     assert "train 2 models (workers)" in ran.stdout + ran.stderr
 
@@ -252,11 +256,7 @@ def test_killed_worker_rerun_completes_without_duplicate_versions(stack):
         pipeline.wait()
     assert checkpoint.is_file()
 
-    worker = stack.start_worker()
-    try:
-        rerun = stack.cli("run")
-    finally:
-        _stop(worker)
+    rerun, worker = stack.cli_with_worker("run")
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert "[lstm] resuming from" in worker.log_path.read_text()  # not from scratch
     assert not checkpoint.exists()  # the resumed training finished and cleaned up
