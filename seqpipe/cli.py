@@ -175,6 +175,21 @@ def predict(
     steps.predict(_config(conf), model, input, output, horizon)
 
 
+@app.command()
+def synthesize(
+    model: Annotated[Optional[str], typer.Option("--model", help="a trained gan; default: synthesis.model")] = None,
+    series: Annotated[Optional[int], typer.Option("--series", help="how many; default: synthesis.series")] = None,
+    length: Annotated[Optional[int], typer.Option("--length", help="points each; default: synthesis.length")] = None,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="default: synthesis.seed")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", help="CSV or Parquet; default: data/synthetic/<model>.parquet")] = None,
+    conf: ConfOption = DEFAULT_CONF,
+) -> None:
+    """Draw synthetic series of the training distribution from a trained GAN's generator."""
+    from seqpipe import steps
+
+    steps.synthesize(_config(conf), model, series, length, seed, output)
+
+
 @app.command(name="lineage")
 def lineage_command(
     reference: Annotated[str, typer.Argument(help="production, challenger or a version number")] = "production",

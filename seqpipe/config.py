@@ -25,8 +25,9 @@ MODELS_DIR = "models"
 PROFILES_DIR = "profiles"
 
 
-# Sections that say where and how the pipeline runs, not what it computes.
-INFRASTRUCTURE = ("root", "conf_dir", "tracking", "orchestration", "servers", "schedule")
+# Sections that say where and how the pipeline runs, or what is drawn from its results
+# afterwards (synthesis), not what it trains and scores.
+INFRASTRUCTURE = ("root", "conf_dir", "tracking", "orchestration", "servers", "schedule", "synthesis")
 
 
 class StrictModel(BaseModel):
@@ -198,6 +199,15 @@ class ServingConfig(StrictModel):
         return self
 
 
+class SynthesisConfig(StrictModel):
+    """`seqpipe synthesize`: synthetic series from a trained GAN's generator, run without a history."""
+
+    model: str = Field("gan", description="a trained model of arch gan, by its name in `models`")
+    series: int = Field(100, gt=0)
+    length: int | None = Field(None, gt=1, description="points per series; null: the median training series'")
+    seed: int = 0
+
+
 class TrackingConfig(StrictModel):
     tracking_uri: str = "sqlite:///mlflow/mlflow.db"
     artifact_root: str | None = Field(
@@ -287,6 +297,7 @@ class PipelineConfig(StrictModel):
     models: list[ModelSpec]
     evaluation: EvaluationConfig = EvaluationConfig()
     serving: ServingConfig = ServingConfig()
+    synthesis: SynthesisConfig = SynthesisConfig()
     tracking: TrackingConfig = TrackingConfig()
     promotion: PromotionConfig = PromotionConfig()
     schedule: ScheduleConfig = ScheduleConfig()

@@ -121,8 +121,9 @@ def test_samples_spread_around_the_point_forecast(arch):
     coverage = ((y >= low) & (y <= high)).float().mean().item()
     print(f"{arch}: 90% interval coverage {coverage:.2f}, mean width {(high - low).mean():.3f}")
     assert (samples.std(dim=1) > 0).all()
-    # A GAN trained with a supervised term is known to be under-dispersed; others should be close.
-    assert coverage > (0.2 if arch == "gan" else 0.75)
+    # Near the nominal 90% for every sampler: the GAN's energy-score term keeps its spread
+    # (an L2 term per sample had collapsed it to 39% coverage here).
+    assert 0.75 < coverage < 0.995
 
 
 def test_dbn_pretraining_lowers_reconstruction_error():

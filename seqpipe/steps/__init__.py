@@ -14,6 +14,7 @@ Each group lives in its own module; every step is importable from here:
 - ``registry``: register, gate, promote, roll back, list versions, predict.
 - ``scheduled``: scheduled retraining's checks: production's data, drift.
 - ``provenance``: lineage of a registered version, and reproducing it.
+- ``synthesis``: synthetic series from a trained GAN's generator.
 
 Module names differ from the step names (``training``, not ``train``) so that
 ``seqpipe.steps.train`` stays the step function.
@@ -32,6 +33,7 @@ from seqpipe.steps.runs import (
     start_pipeline_run,
 )
 from seqpipe.steps.scheduled import DRIFT_DIR, check_drift, production_dataset
+from seqpipe.steps.synthesis import SYNTHETIC_DIR, synthesize
 from seqpipe.steps.training import (
     CLASSICAL_FORECASTS, HISTORY_FILE, MODEL_FILES, PREPARED_FILES, PREPARED_TAG, fetch_prepared, fetch_trained,
     publish_prepared, train, train_all, training_record,
@@ -52,6 +54,6 @@ __all__ = [
     "EVALUATION_ARTIFACTS", "evaluate", "leaderboard_markdown", "BACKTEST_ARTIFACTS", "backtest",
     # registry
     "VERSION_COLUMNS", "gate", "predict", "promote", "register", "rollback", "versions",
-    # scheduled, provenance
-    "DRIFT_DIR", "check_drift", "production_dataset", "lineage", "reproduce",
+    # scheduled, provenance, synthesis
+    "DRIFT_DIR", "check_drift", "production_dataset", "lineage", "reproduce", "SYNTHETIC_DIR", "synthesize",
 ]
