@@ -167,3 +167,36 @@ def test_scheduled_run_skips_unchanged_data_and_reports_drift_on_new_data(projec
     assert "4 of 8 series drifted" in run.data.tags["seqpipe.decision_reason"]
     assert run.data.metrics["drift_series_drifted"] == 4
     assert {a.path for a in client.list_artifacts(run.info.run_id, "drift")} == {f"drift/{retrained['dataset_md5']}.json"}
+
+
+def test_every_architecture_trains_in_one_flow_run_and_is_tracked(project, prefect_server):
+    """The whole zoo, listed in one config, through the flow: a child run with test metrics each."""
+    import yaml
+
+    from conftest import write_config
+    from seqpipe.config import load_config
+    from seqpipe.models import ARCHITECTURES
+    from seqpipe.evaluation.classical import CLASSICAL
+    from test_zoo import ZOO
+
+    small = {**ZOO, **{arch: ({"hidden_size": 8, "num_layers": 1, "dropout": 0.0}, 0) for arch in ("rnn", "lstm", "gru")}}
+    names = sorted(ARCHITECTURES) + sorted(CLASSICAL)
+    for name in names:
+        params = small.get(name, ({}, 0))[0]
+        (project / "conf" / "models" / f"{name}.yaml").write_text(yaml.safe_dump({"arch": name, "params": params}))
+    write_config(project, models=names, training={"max_epochs": 2})
+    cfg = load_config(project / "conf")
+
+    state = retrain(conf_dir=str(project / "conf"), return_state=True)
+    assert state.is_completed(), state.message
+    client = MlflowClient(tracking_uri(cfg))
+    runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
+    parent_id = state.result()["mlflow_run_id"]
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id}
+    assert set(children) == set(names)
+    for name, run in children.items():
+        assert run.info.status == "FINISHED", name
+        assert run.data.params["arch"] == name
+        assert {"test_mase", "test_smape", "test_mape"} <= set(run.data.metrics), name
+    board = pd.read_csv(project / "data" / "evaluation" / "leaderboard.csv")
+    assert set(board["model"]) == set(names) and board["mase"].notna().all()
