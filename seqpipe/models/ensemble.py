@@ -1,12 +1,24 @@
 """Deep ensemble (Lakshminarayanan, Pritzel and Blundell 2017).
 
 M members of any point architecture in the catalog, each initialised from its own
-seed and given a Gaussian head (mean from the member, variance from a small head on
-the normalised window and that mean), each trained on the Gaussian negative
-log-likelihood with its own optimizer, so clipping and Adam state never couple them.
-The forecast distribution is the uniform mixture of the members' Gaussians: its mean
-is the point forecast, samples draw a member and then from its Gaussian. Member specs
-live in the params, member weights in the one state dict, so it saves like any model.
+seed and given a Gaussian head. The forecast distribution is the uniform mixture of the
+members' Gaussians: its mean is the point forecast, samples draw a member and then from
+its Gaussian. Member specs live in the params, member weights in the one state dict, so
+it saves like any model.
+
+Each member's mean is trained exactly as its architecture is alone, on MSE, and its
+variance on the Gaussian likelihood of the fixed mean, each with its own optimizer
+("faithful" heteroscedastic regression, Stirn et al. 2023). Training both on the joint
+likelihood, as the paper does, let the variance steer the mean: the mean's gradient
+is divided by the variance, and the likelihood's early spikes, clipped together with
+the mean's gradient, stalled it. On Tourism yearly that ensemble scored MASE 6.6 against
+3.5 for one GRU. The Gaussians live in scaled units (each series on its training
+part's scale), where every target is of order one; in window units a window of tiny
+spread (a 4-point yearly window) turns its target into a huge number.
+
+The variance is a learned factor on a running mean of the member's own squared error
+per step, so it starts right for any dataset and follows the mean as it improves; the
+head only learns which windows are harder than average.
 """
 
 from __future__ import annotations
@@ -18,13 +30,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqpipe.models.base import Forecaster, OptimizerStep
-from seqpipe.models.revin import to_target_units, to_window_units, window_stats
+from seqpipe.models.base import EpochBatches, Forecaster, OptimizerStep
 
-# Caps the log-variance in window units, so a wild early step cannot overflow exp.
+# Caps the log of the variance factor, so a wild early step cannot overflow exp.
 MAX_LOG_VARIANCE = 10.0
 # Member seeds are drawn from the global generator, which the training seed sets.
 MAX_SEED = 2**31 - 1
+# Weight of each batch in the running squared error: about the last 20 batches count.
+ERROR_MOMENTUM = 0.05
 
 
 @dataclass(frozen=True)
@@ -32,26 +45,28 @@ class DeepEnsembleParams:
     members: int = 5
     member_arch: str = "gru"
     member_params: dict[str, Any] = field(default_factory=dict)
-    # Variance floor in window units: keeps the likelihood finite on a perfect fit.
+    # Variance floor in scaled units: keeps the likelihood finite on a perfect fit.
     min_variance: float = 1e-4
-    # Starting variance in window units. The head moves its log-variance by about one
-    # learning rate per step, so starting near a fitted model's error (rather than at
-    # the window's own spread) saves thousands of steps of over-wide intervals.
-    initial_variance: float = 0.01
 
 
 class _GaussianMember(nn.Module):
-    def __init__(self, point: Forecaster, shape, initial_variance: float) -> None:
+    def __init__(self, point: Forecaster, shape) -> None:
         super().__init__()
         self.point = point
         self.log_variance = nn.Linear(shape.lookback * shape.channels + shape.horizon, shape.horizon)
-        nn.init.constant_(self.log_variance.bias, math.log(initial_variance))
+        nn.init.zeros_(self.log_variance.bias)
+        # Mean squared error per forecast step, in scaled units; saved with the weights.
+        self.register_buffer("squared_error", torch.ones(shape.horizon))
 
-    def forward(self, x: torch.Tensor, level: torch.Tensor, spread: torch.Tensor, floor: float):
-        """Mean and variance of the future in window units."""
-        mean = to_window_units(self.point(x), level, spread)
-        features = torch.cat([((x - level) / spread).flatten(1), mean], dim=1)
-        return mean, self.log_variance(features).clamp(max=MAX_LOG_VARIANCE).exp() + floor
+    def forward(self, x: torch.Tensor, floor: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of the future in scaled units; the variance does not reach back into the mean."""
+        mean = self.point(x)
+        factor = self.log_variance(torch.cat([x.flatten(1), mean.detach()], dim=1)).clamp(max=MAX_LOG_VARIANCE).exp()
+        return mean, factor * self.squared_error + floor
+
+    @torch.no_grad()
+    def track_error(self, mean: torch.Tensor, y: torch.Tensor) -> None:
+        self.squared_error.lerp_((mean - y).pow(2).mean(0).to(self.squared_error.dtype), ERROR_MOMENTUM)
 
 
 class DeepEnsembleForecaster(Forecaster):
@@ -66,8 +81,8 @@ class DeepEnsembleForecaster(Forecaster):
         if member_cls is None or not _is_point_architecture(member_cls):
             point = sorted(name for name, cls in ARCHITECTURES.items() if _is_point_architecture(cls))
             raise ValueError(f"deep_ensemble: member_arch '{params.member_arch}' is not a point architecture; use one of {point}")
-        if params.members < 1 or params.initial_variance <= 0:
-            raise ValueError("deep_ensemble: needs members >= 1 and initial_variance > 0")
+        if params.members < 1 or params.min_variance <= 0:
+            raise ValueError("deep_ensemble: needs members >= 1 and min_variance > 0")
         members = []
         for seed in torch.randint(0, MAX_SEED, (params.members,)).tolist():
             # Members are built on the CPU: seed only its generator and leave CUDA's alone.
@@ -76,55 +91,53 @@ class DeepEnsembleForecaster(Forecaster):
                 point = build_model(params.member_arch, shape, params.member_params)
                 if not point.trainable:
                     raise ValueError(f"deep_ensemble: member_arch '{params.member_arch}' has nothing to train")
-                members.append(_GaussianMember(point, shape, params.initial_variance))
+                members.append(_GaussianMember(point, shape))
         self.members = nn.ModuleList(members)
 
+    def pretrain(self, x: torch.Tensor, y: torch.Tensor, batches: EpochBatches) -> None:
+        """Start each member's running error at the naive forecast's, the right order for any dataset."""
+        naive = (y - x[:, -1:, 0]).pow(2).mean(0)
+        for member in self.members:
+            member.squared_error.copy_(naive)
+
     def configure_optimizers(self, learning_rate: float, weight_decay: float) -> list[torch.optim.Optimizer]:
-        return [torch.optim.AdamW(m.parameters(), lr=learning_rate, weight_decay=weight_decay) for m in self.members]
+        """Per member: one optimizer for the mean's network, one for the variance head."""
+        return [torch.optim.AdamW(part.parameters(), lr=learning_rate, weight_decay=weight_decay)
+                for m in self.members for part in (m.point, m.log_variance)]
 
     def training_step(
         self, x: torch.Tensor, y: torch.Tensor, optimizers: list[torch.optim.Optimizer], step: OptimizerStep
     ) -> torch.Tensor:
-        level, spread = window_stats(x)
-        target = to_window_units(y, level, spread)
         total = x.new_zeros(())
-        for member, optimizer in zip(self.members, optimizers):
-            mean, variance = member(x, level, spread, self.params.min_variance)
-            loss = nn.functional.gaussian_nll_loss(mean, target, variance, full=True)
-            step(loss, optimizer)
-            total = total + loss.detach()
+        for member, mean_optimizer, variance_optimizer in zip(self.members, optimizers[::2], optimizers[1::2]):
+            mean, variance = member(x, self.params.min_variance)
+            step(nn.functional.mse_loss(mean, y), mean_optimizer)
+            nll = nn.functional.gaussian_nll_loss(mean.detach(), y, variance, full=True)
+            step(nll, variance_optimizer)
+            member.track_error(mean, y)  # after the backward passes, which read the error as it was
+            total = total + nll.detach()
         return total / len(self.members)
 
-    def components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Members' means and variances ``(members, batch, horizon)`` in window units."""
-        level, spread = window_stats(x)
-        means, variances = zip(*(m(x, level, spread, self.params.min_variance) for m in self.members))
-        return torch.stack(means), torch.stack(variances), level, spread
+    def components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Members' means and variances ``(members, batch, horizon)`` in scaled units."""
+        means, variances = zip(*(m(x, self.params.min_variance) for m in self.members))
+        return torch.stack(means), torch.stack(variances)
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood of the mixture per forecast step, in window units."""
-        means, variances, level, spread = self.components(x)
-        target = to_window_units(y, level, spread)
-        log_density = -0.5 * (torch.log(2 * math.pi * variances) + (target - means) ** 2 / variances)
+        """Negative log-likelihood of the mixture per forecast step, in scaled units."""
+        means, variances = self.components(x)
+        log_density = -0.5 * (torch.log(2 * math.pi * variances) + (y - means) ** 2 / variances)
         return -(torch.logsumexp(log_density, dim=0) - math.log(len(self.members))).mean()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        means, _, level, spread = self.components(x)
-        return to_target_units(means.mean(0), level, spread)
-
-    def moments(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The mixture's mean and variance per step, in scaled units."""
-        means, variances, level, spread = self.components(x)
-        mean = means.mean(0)
-        variance = (variances + means**2).mean(0) - mean**2
-        return to_target_units(mean, level, spread), variance * spread[:, :, :1].squeeze(-1) ** 2
+        return self.components(x)[0].mean(0)
 
     def sample(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
-        means, variances, level, spread = self.components(x)
+        means, variances = self.components(x)
         pick = torch.randint(len(self.members), (len(x), num_samples), device=x.device)
         rows = torch.arange(len(x), device=x.device)[:, None]
         mean, variance = means[pick, rows], variances[pick, rows]
-        return to_target_units(mean + torch.randn_like(mean) * variance.sqrt(), level, spread)
+        return mean + torch.randn_like(mean) * variance.sqrt()
 
 
 def _is_point_architecture(cls: type[Forecaster]) -> bool:
