@@ -142,7 +142,9 @@ class GANForecaster(Forecaster):
 
         fooled = self.judge(history, fake, shown)
         adversarial = nn.functional.binary_cross_entropy_with_logits(fooled, torch.ones_like(fooled))
-        supervised = energy_score(samples, real)
+        # In scaled units: in window units a window of tiny spread (4-point yearly windows)
+        # makes its target huge and the score would be about those windows alone.
+        supervised = energy_score(to_target_units(samples, level, spread), y)
         step(self.params.adversarial_weight * adversarial + self.params.supervised_weight * supervised,
              generator_optimizer)
         # Logged as the training loss: comparable across epochs, unlike the adversarial game.
