@@ -110,11 +110,12 @@ class DeepEnsembleForecaster(Forecaster):
         total = x.new_zeros(())
         for member, mean_optimizer, variance_optimizer in zip(self.members, optimizers[::2], optimizers[1::2]):
             mean, variance = member(x, self.params.min_variance)
-            step(nn.functional.mse_loss(mean, y), mean_optimizer)
-            nll = nn.functional.gaussian_nll_loss(mean.detach(), y, variance, full=True)
-            step(nll, variance_optimizer)
+            squared_error = nn.functional.mse_loss(mean, y)
+            step(squared_error, mean_optimizer)
+            step(nn.functional.gaussian_nll_loss(mean.detach(), y, variance, full=True), variance_optimizer)
             member.track_error(mean, y)  # after the backward passes, which read the error as it was
-            total = total + nll.detach()
+            total = total + squared_error.detach()
+        # The members' MSE, logged: what the validation loss measures, on the mixture's mean.
         return total / len(self.members)
 
     def components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
