@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("tourism-monthly", "tourism-quarterly", "tourism-yearly")
 REFERENCES = ("seasonal_naive", "naive", "auto_ets", "auto_theta")
 COLUMNS = ["rank", "model", "arch", "mape", "smape", "mase"]
-BASELINES = ("naive", "seasonal_naive")
+BASELINES = ("naive", "seasonal_naive")  # architectures, not names: a config may rename them
 
 
 def every_model() -> list[str]:
@@ -81,7 +81,7 @@ def run_dataset(dataset: str, models: list[str], args: argparse.Namespace) -> pd
             seconds[name] = time.perf_counter() - started
         steps.finish_pipeline_run(cfg, parent, succeeded=True)
         board = steps.evaluate(cfg)
-        combined = combination(cfg, [s.name for s in cfg.models if s.name not in BASELINES and not is_classical(s.arch)])
+        combined = combination(cfg, [s.name for s in cfg.models if s.arch not in BASELINES and not is_classical(s.arch)])
     board = board[COLUMNS].assign(fit_seconds=board["model"].map(seconds).round(1))
     if combined is not None:
         board = pd.concat([board, combined]).sort_values("mase", kind="stable").reset_index(drop=True)

@@ -11,8 +11,8 @@ variance on the Gaussian likelihood of the fixed mean, each with its own optimiz
 ("faithful" heteroscedastic regression, Stirn et al. 2023). Training both on the joint
 likelihood, as the paper does, let the variance steer the mean: the mean's gradient
 is divided by the variance, and the likelihood's early spikes, clipped together with
-the mean's gradient, stalled it. On Tourism yearly that ensemble scored MASE 6.6 against
-3.5 for one GRU. The Gaussians live in scaled units (each series on its training
+the mean's gradient, stalled it. On Tourism yearly that ensemble scored MASE 4.54 in
+window units and 6.57 in scaled units with beta-NLL, against 3.50 for one GRU. The Gaussians live in scaled units (each series on its training
 part's scale), where every target is of order one; in window units a window of tiny
 spread (a 4-point yearly window) turns its target into a huge number.
 
@@ -134,7 +134,8 @@ class DeepEnsembleForecaster(Forecaster):
         return nn.functional.mse_loss(self(x), y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.components(x)[0].mean(0)
+        # The means alone: validation and point forecasts need no variance heads.
+        return torch.stack([m.point(x) for m in self.members]).mean(0)
 
     def sample(self, x: torch.Tensor, num_samples: int) -> torch.Tensor:
         means, variances = self.components(x)

@@ -51,8 +51,9 @@ def synthesize(cfg: PipelineConfig, model: str | None = None, series: int | None
     except FileNotFoundError as missing:
         raise ConfigError(f"{layout.prepared}: no prepared data ({missing.filename}); run `seqpipe prepare` first") from None
 
-    train_rows = prepared.frame[prepared.frame["split"] == "train"]
-    length = length or settings.length or int(train_rows.groupby("series_id", sort=False).size().median())
+    # Each series' training part: its length sets the default length, its mean and spread the donors' level.
+    by_series = prepared.frame[prepared.frame["split"] == "train"].groupby("series_id", sort=True)
+    length = length or settings.length or int(by_series.size().median())
     generator = torch.Generator().manual_seed(seed)
     try:
         normalised = generator_model.synthesize(series, length, generator).double().numpy()
@@ -60,7 +61,6 @@ def synthesize(cfg: PipelineConfig, model: str | None = None, series: int | None
         raise ConfigError(f"{folder}: {error}") from None
 
     # Which training series lends each synthetic one its level, spread and start: drawn from the seed too.
-    by_series = train_rows.groupby("series_id", sort=True)
     level, spread = by_series["value"].mean(), by_series["value"].std(ddof=0).fillna(0.0)
     donors = level.index.to_numpy()[np.random.default_rng(seed).integers(0, len(level), series)]
     shape = (normalised - normalised.mean(1, keepdims=True)) / np.maximum(normalised.std(1, keepdims=True), FLAT_SPREAD)
