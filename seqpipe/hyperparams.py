@@ -1,0 +1,212 @@
+"""Every architecture's hyper-parameters, as frozen standard-library dataclasses.
+
+One schema for both sides: ``seqpipe.config`` builds its pydantic models from these
+classes, so ``conf/models/*.yaml`` is typed at load, and ``seqpipe.models`` builds its
+networks from their instances. Standard library only: the models must import with torch
+and numpy alone, and the config may import nothing else of seqpipe.
+
+The defaults are the architectures' defaults: changing one changes every model trained
+without that key in its YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+
+@dataclass(frozen=True)
+class NoParams:
+    pass
+
+
+@dataclass(frozen=True)
+class RecurrentParams:
+    hidden_size: int = 64
+    num_layers: int = 2
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class TransformerParams:
+    patch_len: int = 16
+    stride: int = 8
+    d_model: int = 64
+    num_heads: int = 4
+    num_layers: int = 2
+    feedforward: int = 128
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class TCNParams:
+    channels: int = 32
+    num_blocks: int = 4
+    kernel_size: int = 3
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class DLinearParams:
+    # Odd, so the average is centred; the paper uses 25 on hourly and daily data.
+    moving_average: int = 25
+    # DLinear itself does not normalise windows; RevIN helps where series drift.
+    revin: bool = True
+
+
+@dataclass(frozen=True)
+class CVAEParams:
+    hidden_size: int = 64
+    latent_size: int = 8
+    # Weight of the KL term; 1 is the true ELBO, less trades calibration for sharper fits.
+    beta: float = 1.0
+
+
+@dataclass(frozen=True)
+class GANParams:
+    hidden_size: int = 64
+    noise_size: int = 8
+    discriminator_size: int = 64
+    adversarial_weight: float = 0.1
+    supervised_weight: float = 1.0
+    # Samples per history for the energy score; at least 2 (its spread term needs pairs).
+    energy_samples: int = 8
+    # Share of training rows that see the null context instead of their history.
+    unconditional_share: float = 0.1
+    # One-sided label smoothing: the target for real pairs.
+    real_label: float = 0.9
+    discriminator_lr_scale: float = 1.0
+    adam_beta1: float = 0.5
+    point_samples: int = 32
+
+
+@dataclass(frozen=True)
+class DBNParams:
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 32])
+    pretrain_epochs: int = 5
+    cd_steps: int = 1
+    pretrain_learning_rate: float = 0.01
+
+
+@dataclass(frozen=True)
+class DeepEnsembleParams:
+    members: int = 5
+    member_arch: str = "gru"
+    # The member architecture's params, as a mapping: checked against PARAMS[member_arch].
+    member_params: dict[str, Any] = field(default_factory=dict)
+    # Variance floor in scaled units: keeps the likelihood finite on a perfect fit.
+    min_variance: float = 1e-4
+
+
+@dataclass(frozen=True)
+class AutoETSParams:
+    model: str = "ZZZ"  # error, trend, season: Z picks by AICc, A additive, M multiplicative, N none
+    damped: bool | None = None  # None tries both
+    n_jobs: int = 1
+
+
+@dataclass(frozen=True)
+class AutoThetaParams:
+    decomposition_type: str = "multiplicative"
+    model: str | None = None  # None picks among the Theta variants by in-sample MSE
+    n_jobs: int = 1
+
+
+# Every architecture, by the name ``arch`` takes in conf/models/*.yaml.
+PARAMS: dict[str, type] = {
+    "naive": NoParams,
+    "seasonal_naive": NoParams,
+    "rnn": RecurrentParams,
+    "lstm": RecurrentParams,
+    "gru": RecurrentParams,
+    "tcn": TCNParams,
+    "transformer": TransformerParams,
+    "dlinear": DLinearParams,
+    "cvae": CVAEParams,
+    "gan": GANParams,
+    "dbn": DBNParams,
+    "deep_ensemble": DeepEnsembleParams,
+    "auto_ets": AutoETSParams,
+    "auto_theta": AutoThetaParams,
+}
+
+
+def _type_errors(value: Any, expected: Any, where: str) -> list[str]:
+    """Why ``value`` is not of the annotation ``expected``; empty when it is.
+
+    The same rules as the config's strict pydantic validation: no coercion, an int is
+    not a bool (nor a bool an int), a float accepts an int.
+    """
+    if expected is Any:
+        return []
+    origin = typing.get_origin(expected)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(expected)
+        return [] if any(not _type_errors(value, option, where) for option in options) else [
+            f"{where} must be {_name(expected)}, got {value!r}"]
+    if expected is type(None):
+        return [] if value is None else [f"{where} must be None, got {value!r}"]
+    if origin is list:
+        if not isinstance(value, list):
+            return [f"{where} must be {_name(expected)}, got {value!r}"]
+        (item,) = typing.get_args(expected) or (Any,)
+        return [e for i, v in enumerate(value) for e in _type_errors(v, item, f"{where}[{i}]")]
+    if origin is dict:
+        if not isinstance(value, dict):
+            return [f"{where} must be {_name(expected)}, got {value!r}"]
+        key, item = typing.get_args(expected) or (Any, Any)
+        return [e for k, v in value.items() for e in _type_errors(k, key, f"{where} key") + _type_errors(v, item, f"{where}.{k}")]
+    if expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, expected)
+    return [] if ok else [f"{where} must be {_name(expected)}, got {value!r}"]
+
+
+def _name(annotation: Any) -> str:
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+
+
+def parse_params(arch: str, values: Any) -> Any:
+    """The typed params of ``arch`` from a mapping (or an instance, returned as it is).
+
+    Unknown keys and values of the wrong type are errors that name the architecture and
+    the key: a ``ValueError``, for callers (tests, benchmarks) that build models from
+    plain dicts without the config. ``conf/models/*.yaml`` is checked earlier, at load.
+    """
+    try:
+        cls = PARAMS[arch]
+    except KeyError:
+        raise ValueError(f"unknown architecture '{arch}'; known: {sorted(PARAMS)}") from None
+    if isinstance(values, cls):
+        return values
+    if dataclasses.is_dataclass(values) and not isinstance(values, type):
+        raise ValueError(f"{arch}: params must be {cls.__name__} or a mapping, got {type(values).__name__}")
+    if not isinstance(values, dict):
+        raise ValueError(f"{arch}: params must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"{arch}: unknown params {unknown}; known: {sorted(known)}")
+    errors = [e for name, value in values.items() for e in _type_errors(value, hints[name], f"param '{name}'")]
+    if errors:
+        raise ValueError(f"{arch}: " + "; ".join(errors))
+    if arch == "deep_ensemble" and values.get("member_arch", cls.member_arch) in PARAMS:
+        member_arch = values.get("member_arch", cls.member_arch)
+        try:
+            parse_params(member_arch, values.get("member_params", {}))
+        except ValueError as exc:
+            raise ValueError(f"{arch}: member_params: {exc}") from None
+    return cls(**values)
+
+
+__all__ = [
+    "AutoETSParams", "AutoThetaParams", "CVAEParams", "DBNParams", "DLinearParams", "DeepEnsembleParams",
+    "GANParams", "NoParams", "PARAMS", "RecurrentParams", "TCNParams", "TransformerParams", "parse_params",
+]
