@@ -7,15 +7,19 @@ Unknown keys are errors, so a typo never silently falls back to a default.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import typing
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError,
+                      ValidationInfo, create_model, field_validator, model_validator)
 
+from seqpipe import hyperparams
 from seqpipe.errors import ConfigError
 
 CONF_ENV = "SEQPIPE_CONF"
@@ -152,12 +156,76 @@ class TrainingConfig(StrictModel):
     progress: bool = True
 
 
-class ModelSpec(StrictModel):
-    """One model to train: ``name`` picks ``conf/models/<name>.yaml``; ``params`` override it."""
+def _params_schema(cls: type) -> type[BaseModel]:
+    """A strict pydantic model of the params dataclass ``cls``: same fields, types and defaults.
 
-    name: str
-    arch: str
-    params: dict[str, Any] = {}
+    Strict, as ``seqpipe.hyperparams.parse_as`` checks dicts: no coercion ("64" is not an
+    int, 1 is not a bool), but an int is a float. YAML reads ``1e-4`` as a string: write
+    ``1.0e-4``.
+    """
+    hints = typing.get_type_hints(cls)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        default = (field.default if field.default is not dataclasses.MISSING
+                   else Field(default_factory=field.default_factory))
+        fields[field.name] = (hints[field.name], default)
+    validators = {}
+    if cls is hyperparams.DeepEnsembleParams:
+        validators = {"_member_arch_known": field_validator("member_arch")(_member_arch_known),
+                      "_member_params_match": field_validator("member_params")(_member_params_match)}
+    return create_model(f"{cls.__name__}Schema", __config__=ConfigDict(extra="forbid", frozen=True, strict=True,
+                                                                       protected_namespaces=()),
+                        __validators__=validators, **fields)
+
+
+def _member_arch_known(value: str) -> str:
+    if value not in hyperparams.PARAMS:
+        raise ValueError(f"unknown architecture '{value}'; known: {sorted(hyperparams.PARAMS)}")
+    return value
+
+
+def _member_params_match(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    """The members' params, checked against the member architecture's schema; kept as written."""
+    member_arch = info.data.get("member_arch")
+    if member_arch is None:  # member_arch itself failed, and says so
+        return value
+    try:
+        PARAMS_SCHEMAS[hyperparams.PARAMS[member_arch]].model_validate(value)
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+                         + f" (params of member_arch '{member_arch}')") from None
+    return value
+
+
+def _typed_params(cls: type, schema: type[BaseModel]) -> Any:
+    """``params`` of a model spec: validated by ``schema``, held and dumped as the dataclass ``cls``."""
+    def to_mapping(value: Any) -> Any:
+        return dataclasses.asdict(value) if isinstance(value, cls) else value
+
+    def to_instance(value: BaseModel) -> Any:
+        return cls(**{name: getattr(value, name) for name in schema.model_fields})
+
+    return Annotated[schema, BeforeValidator(to_mapping), AfterValidator(to_instance),
+                     PlainSerializer(dataclasses.asdict, return_type=dict)]
+
+
+# One strict schema per params dataclass, and one spec model per architecture.
+PARAMS_SCHEMAS: dict[type, type[BaseModel]] = {
+    cls: _params_schema(cls) for cls in dict.fromkeys(hyperparams.PARAMS.values())
+}
+MODEL_SPECS: dict[str, type[BaseModel]] = {
+    arch: create_model(
+        f"{''.join(part.title() for part in arch.split('_'))}Spec", __base__=StrictModel,
+        __doc__=f"One model of arch {arch}: ``name`` picks ``conf/models/<name>.yaml``.",
+        name=(str, ...), arch=(Literal[arch], ...),
+        params=(_typed_params(cls, PARAMS_SCHEMAS[cls]), cls()),
+    )
+    for arch, cls in hyperparams.PARAMS.items()
+}
+# One model to train: ``name`` picks ``conf/models/<name>.yaml``, whose ``arch`` picks the
+# spec model, so ``params`` is typed per architecture (a dataclass of seqpipe.hyperparams)
+# and ``model_overrides`` in pipeline.yaml merge over it before it is validated.
+ModelSpec = Annotated[Union[tuple(MODEL_SPECS.values())], Field(discriminator="arch")]  # noqa: UP007
 
 
 class BacktestConfig(StrictModel):
@@ -375,11 +443,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return loaded
 
 
-def _resolve_models(conf_dir: Path, names: Any, overrides: Any) -> list[dict[str, Any]]:
-    """Expand each name of ``models:`` from conf/models/<name>.yaml, then apply ``model_overrides``.
+def _resolve_models(conf_dir: Path, names: Any, overrides: Any) -> list[Any]:
+    """Expand each name of ``models:`` from conf/models/<name>.yaml, apply ``model_overrides``, validate.
 
     ``models`` stays a plain list of names so that DVC can run one stage per model
-    (``foreach``) and ``dvc exp run -S`` can address any override by its key path.
+    (``foreach``) and ``dvc exp run -S`` can address any override by its key path. Each
+    model is validated on its own, so an error names its file (or the override) and key.
     """
     pipeline_file = conf_dir / PIPELINE_FILE
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
@@ -399,9 +468,34 @@ def _resolve_models(conf_dir: Path, names: Any, overrides: Any) -> list[dict[str
             raise ConfigError(f"{model_file}: unknown keys {sorted(unknown)}; expected 'arch' and 'params'")
         if "arch" not in base:
             raise ConfigError(f"{model_file}: missing 'arch'")
-        params = {**(base.get("params") or {}), **(overrides.get(name) or {})}
-        resolved.append({"name": name, "arch": base["arch"], "params": params})
+        arch, own, override = base["arch"], base.get("params") or {}, overrides.get(name) or {}
+        if not isinstance(own, dict):
+            raise ConfigError(f"{model_file}: 'params' must be a mapping, got {own!r}")
+        if not isinstance(override, dict):
+            raise ConfigError(f"{pipeline_file}: model_overrides.{name} must be a mapping, got {override!r}")
+        spec_model = MODEL_SPECS.get(arch) if isinstance(arch, str) else None
+        if spec_model is None:
+            raise ConfigError(f"{model_file}: arch: unknown architecture {arch!r}; known: {sorted(MODEL_SPECS)}")
+        try:
+            resolved.append(spec_model.model_validate({"name": name, "arch": arch, "params": {**own, **override}}))
+        except ValidationError as exc:
+            raise ConfigError(_format_model_errors(model_file, pipeline_file, name, override, exc)) from None
     return resolved
+
+
+def _format_model_errors(model_file: Path, pipeline_file: Path, name: str, override: dict[str, Any],
+                         exc: ValidationError) -> str:
+    """One line per error, naming the file the offending key came from and its key path."""
+    lines = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        if loc[:1] == ["params"] and len(loc) > 1 and loc[1] in override:
+            where = f"{pipeline_file}: model_overrides.{name}.{'.'.join(loc[1:])}"
+        else:
+            where = f"{model_file}: {'.'.join(loc) or '(top level)'}"
+        given = f" (got {err['input']!r})" if err["type"] not in ("extra_forbidden", "missing") else ""
+        lines.append(f"{where}: {err['msg']}{given}")
+    return "\n".join(lines)
 
 
 def _format_errors(path: Path, exc: ValidationError) -> str:

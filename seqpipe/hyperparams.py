@@ -183,30 +183,34 @@ def parse_params(arch: str, values: Any) -> Any:
         cls = PARAMS[arch]
     except KeyError:
         raise ValueError(f"unknown architecture '{arch}'; known: {sorted(PARAMS)}") from None
+    return parse_as(cls, values, arch)
+
+
+def parse_as(cls: type, values: Any, label: str) -> Any:
+    """An instance of the params dataclass ``cls`` from a mapping; ``label`` starts each error."""
     if isinstance(values, cls):
         return values
-    if dataclasses.is_dataclass(values) and not isinstance(values, type):
-        raise ValueError(f"{arch}: params must be {cls.__name__} or a mapping, got {type(values).__name__}")
     if not isinstance(values, dict):
-        raise ValueError(f"{arch}: params must be a mapping, got {values!r}")
+        raise ValueError(f"{label}: params must be {cls.__name__} or a mapping, got {values!r}")
     hints = typing.get_type_hints(cls)
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"{arch}: unknown params {unknown}; known: {sorted(known)}")
+        raise ValueError(f"{label}: unknown params {unknown}; known: {sorted(known)}")
     errors = [e for name, value in values.items() for e in _type_errors(value, hints[name], f"param '{name}'")]
     if errors:
-        raise ValueError(f"{arch}: " + "; ".join(errors))
-    if arch == "deep_ensemble" and values.get("member_arch", cls.member_arch) in PARAMS:
-        member_arch = values.get("member_arch", cls.member_arch)
+        raise ValueError(f"{label}: " + "; ".join(errors))
+    if cls is DeepEnsembleParams and values.get("member_arch", cls.member_arch) in PARAMS:
         try:
-            parse_params(member_arch, values.get("member_params", {}))
+            parse_params(values.get("member_arch", cls.member_arch), values.get("member_params", {}))
         except ValueError as exc:
-            raise ValueError(f"{arch}: member_params: {exc}") from None
-    return cls(**values)
+            raise ValueError(f"{label}: member_params: {exc}") from None
+    # A float field given an int holds a float, as the config's validation gives it.
+    return cls(**{name: float(value) if hints[name] is float else value for name, value in values.items()})
 
 
 __all__ = [
     "AutoETSParams", "AutoThetaParams", "CVAEParams", "DBNParams", "DLinearParams", "DeepEnsembleParams",
-    "GANParams", "NoParams", "PARAMS", "RecurrentParams", "TCNParams", "TransformerParams", "parse_params",
+    "GANParams", "NoParams", "PARAMS", "RecurrentParams", "TCNParams", "TransformerParams", "parse_as",
+    "parse_params",
 ]

@@ -1,10 +1,13 @@
 from pathlib import Path
 
+import dataclasses
+
 import pytest
 import yaml
 
 from seqpipe.config import load_config
 from seqpipe.errors import ConfigError
+from seqpipe.hyperparams import AutoETSParams, RecurrentParams
 
 
 def _edit(conf: Path, mutate) -> None:
@@ -18,7 +21,7 @@ def test_repository_config_loads_with_defaults_from_model_files():
     cfg = load_config(Path(__file__).resolve().parents[1] / "conf")
     assert cfg.data.source.name == "tourism-monthly"
     lstm = cfg.model("lstm")
-    assert lstm.arch == "lstm" and lstm.params["hidden_size"] == 64
+    assert lstm.arch == "lstm" and lstm.params.hidden_size == 64
 
 
 def test_unknown_key_is_named(project):
@@ -36,7 +39,9 @@ def test_wrong_type_is_named(project):
 def test_model_overrides_merge_over_model_file(project):
     _edit(project / "conf", lambda d: d.update(model_overrides={"lstm": {"hidden_size": 4}}))
     cfg = load_config(project / "conf")
-    assert cfg.model("lstm").params == {"hidden_size": 4, "num_layers": 1, "dropout": 0.0}
+    assert cfg.model("lstm").params == RecurrentParams(hidden_size=4, num_layers=1, dropout=0.0)
+    assert cfg.model("lstm").model_dump(mode="json") == {
+        "name": "lstm", "arch": "lstm", "params": {"hidden_size": 4, "num_layers": 1, "dropout": 0.0}}
 
 
 def test_overrides_for_an_unlisted_model_are_refused(project):
@@ -61,14 +66,78 @@ def test_bad_model_param_names_the_model_file_even_outside_conf(tmp_path):
     import shutil
 
     from conftest import write_config
-    from seqpipe import steps
 
     conf = write_config(tmp_path)
     moved = shutil.move(str(conf), str(tmp_path / "settings"))
     (tmp_path / "settings" / "models" / "lstm.yaml").write_text("arch: lstm\nparams: {hidden: 3}\n")
-    cfg = load_config(moved)
-    with pytest.raises(ConfigError, match=r"settings/models/lstm\.yaml: lstm: unknown params \['hidden'\]"):
-        steps.train(cfg, "lstm", parent_run_id="unused")
+    with pytest.raises(ConfigError, match=r"settings/models/lstm\.yaml: params\.hidden: Extra inputs are not permitted"):
+        load_config(moved)
+
+
+def _write_model(conf: Path, name: str, text: str) -> None:
+    (conf / "models" / f"{name}.yaml").write_text(text)
+    _edit(conf, lambda d: d.update(models=[name]))
+
+
+def test_mistyped_model_param_fails_at_load_naming_file_and_key(project):
+    _write_model(project / "conf", "lstm", "arch: lstm\nparams: {hidden_size: big}\n")
+    with pytest.raises(ConfigError, match=r"conf/models/lstm\.yaml: params\.hidden_size: Input should be a valid "
+                                          r"integer \(got 'big'\)"):
+        load_config(project / "conf")
+
+
+def test_unknown_model_param_fails_at_load_naming_it(project):
+    _write_model(project / "conf", "lstm", "arch: lstm\nparams: {hidden_size: 8, hiden_layers: 2}\n")
+    with pytest.raises(ConfigError, match=r"conf/models/lstm\.yaml: params\.hiden_layers: Extra inputs are not permitted"):
+        load_config(project / "conf")
+
+
+def test_classical_params_are_typed_too(project):
+    _write_model(project / "conf", "auto_ets", "arch: auto_ets\nparams: {model: 5}\n")
+    with pytest.raises(ConfigError, match=r"conf/models/auto_ets\.yaml: params\.model: Input should be a valid string"):
+        load_config(project / "conf")
+    _write_model(project / "conf", "auto_ets", "arch: auto_ets\nparams: {model: AAN, damped: null}\n")
+    assert load_config(project / "conf").model("auto_ets").params == AutoETSParams(model="AAN", damped=None)
+
+
+def test_params_are_strict_no_coercion(project):
+    _write_model(project / "conf", "dlinear", "arch: dlinear\nparams: {revin: 1, moving_average: '25'}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_config(project / "conf")
+    assert "params.revin: Input should be a valid boolean" in str(raised.value)
+    assert "params.moving_average: Input should be a valid integer" in str(raised.value)
+
+
+def test_unknown_arch_names_file_and_known_archs(project):
+    _write_model(project / "conf", "lstm", "arch: lstmm\nparams: {}\n")
+    with pytest.raises(ConfigError, match=r"conf/models/lstm\.yaml: arch: unknown architecture 'lstmm'; known: \[.*'lstm'"):
+        load_config(project / "conf")
+
+
+def test_bad_override_names_pipeline_model_overrides(project):
+    _edit(project / "conf", lambda d: d.update(model_overrides={"lstm": {"num_layers": 1.5}}))
+    with pytest.raises(ConfigError, match=r"pipeline\.yaml: model_overrides\.lstm\.num_layers: Input should be a valid integer"):
+        load_config(project / "conf")
+
+
+def test_ensemble_member_params_are_checked_against_the_member_arch(project):
+    _write_model(project / "conf", "deep_ensemble",
+                 "arch: deep_ensemble\nparams: {member_arch: gru, member_params: {hidden_size: big}}\n")
+    with pytest.raises(ConfigError, match=r"deep_ensemble\.yaml: params\.member_params: .*hidden_size: Input should be "
+                                          r"a valid integer.*member_arch 'gru'"):
+        load_config(project / "conf")
+    _write_model(project / "conf", "deep_ensemble", "arch: deep_ensemble\nparams: {member_arch: grux}\n")
+    with pytest.raises(ConfigError, match=r"params\.member_arch: .*unknown architecture 'grux'"):
+        load_config(project / "conf")
+
+
+def test_typed_params_survive_the_worker_payload(project):
+    from seqpipe.config import PipelineConfig
+
+    cfg = load_config(project / "conf")
+    again = PipelineConfig.from_payload(cfg.payload(), project / "conf")
+    assert again.models == cfg.models and again.fingerprint() == cfg.fingerprint()
+    assert all(dataclasses.is_dataclass(spec.params) for spec in again.models)
 
 
 def test_connecting_does_not_export_the_store_to_child_processes(cfg):

@@ -29,6 +29,20 @@ def test_unknown_param_is_named():
         build_model("lstm", SHAPE, {"hidden": 3})
 
 
+def test_dict_params_are_type_checked_and_typed_params_accepted():
+    from seqpipe.hyperparams import RecurrentParams
+
+    with pytest.raises(ValueError, match=r"lstm: param 'hidden_size' must be int, got 'big'"):
+        build_model("lstm", SHAPE, {"hidden_size": "big"})
+    with pytest.raises(ValueError, match=r"lstm: param 'num_layers' must be int, got True"):
+        build_model("lstm", SHAPE, {"num_layers": True})
+    with pytest.raises(ValueError, match=r"lstm: params must be RecurrentParams or a mapping"):
+        build_model("lstm", SHAPE, [("hidden_size", 8)])
+    typed = build_model("lstm", SHAPE, RecurrentParams(hidden_size=8))
+    assert typed.params == build_model("lstm", SHAPE, {"hidden_size": 8}).params == RecurrentParams(hidden_size=8)
+    assert isinstance(build_model("lstm", SHAPE, {"dropout": 0}).params.dropout, float)
+
+
 @pytest.mark.parametrize("arch", ["rnn", "lstm", "gru"])
 def test_recurrent_models_learn_a_seasonal_pattern_and_beat_naive(arch):
     seed_everything(0, num_threads=1)

@@ -28,7 +28,8 @@ ARCHITECTURES: dict[str, type[Forecaster]] = {
 }
 
 
-def build_model(arch: str, shape: ProblemShape, params: dict[str, Any]) -> Forecaster:
+def build_model(arch: str, shape: ProblemShape, params: dict[str, Any] | Any) -> Forecaster:
+    """``params``: the arch's typed params (seqpipe.hyperparams) or a mapping, validated the same way."""
     try:
         cls = ARCHITECTURES[arch]
     except KeyError:

@@ -8,24 +8,12 @@ all of them to the horizon.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from seqpipe.hyperparams import TransformerParams
 from seqpipe.models.base import Forecaster
 from seqpipe.models.revin import to_target_units, window_stats
-
-
-@dataclass(frozen=True)
-class TransformerParams:
-    patch_len: int = 16
-    stride: int = 8
-    d_model: int = 64
-    num_heads: int = 4
-    num_layers: int = 2
-    feedforward: int = 128
-    dropout: float = 0.1
 
 
 class TransformerForecaster(Forecaster):

@@ -9,13 +9,14 @@ loop in ``seqpipe.training`` drives all of them.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from seqpipe.hyperparams import NoParams, parse_as
 
 # What the loop hands to ``training_step``: zero the optimizer's gradients, backpropagate
 # the loss, clip and step, so device, precision and clipping stay the loop's business.
@@ -31,11 +32,6 @@ class ProblemShape:
     horizon: int
     season: int
     channels: int = 1
-
-
-@dataclass(frozen=True)
-class NoParams:
-    pass
 
 
 class Forecaster(nn.Module):
@@ -69,16 +65,10 @@ class Forecaster(nn.Module):
         """Called once, before the first epoch, with the whole training set on the device."""
 
     @classmethod
-    def parse_params(cls, values: dict[str, Any]) -> Any:
-        """Build the typed params, naming unknown or mistyped keys instead of ignoring them."""
-        fields = {f.name: f for f in dataclasses.fields(cls.Params)}
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise ValueError(f"{cls.arch}: unknown params {unknown}; known: {sorted(fields)}")
-        for name, value in values.items():
-            expected = fields[name].type
-            kinds = {"int": int, "float": (int, float), "bool": bool, "str": str,
-                     "list[int]": list, "dict[str, Any]": dict}.get(str(expected))
-            if kinds and (not isinstance(value, kinds) or (kinds is int and isinstance(value, bool))):
-                raise ValueError(f"{cls.arch}: param '{name}' must be {expected}, got {value!r}")
-        return cls.Params(**values)
+    def parse_params(cls, values: Any) -> Any:
+        """The typed params from a mapping or an instance, naming unknown or mistyped keys.
+
+        The config hands over instances it validated at load; tests and benchmarks hand
+        over dicts, checked against the dataclass's resolved type hints (seqpipe.hyperparams).
+        """
+        return parse_as(cls.Params, values, cls.arch)

@@ -7,22 +7,13 @@ A linear head maps the last time step's features to the whole horizon.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from seqpipe.hyperparams import TCNParams
 from seqpipe.models.base import Forecaster
 from seqpipe.models.revin import to_target_units, window_stats
-
-
-@dataclass(frozen=True)
-class TCNParams:
-    channels: int = 32
-    num_blocks: int = 4
-    kernel_size: int = 3
-    dropout: float = 0.1
 
 
 class _CausalConv(nn.Module):

@@ -10,21 +10,12 @@ with a linear forecasting head, fine-tuned on the forecasting loss in the shared
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
+from seqpipe.hyperparams import DBNParams
 from seqpipe.models.base import EpochBatches, Forecaster
 from seqpipe.models.revin import to_target_units, window_stats
-
-
-@dataclass(frozen=True)
-class DBNParams:
-    hidden_sizes: list[int] = field(default_factory=lambda: [64, 32])
-    pretrain_epochs: int = 5
-    cd_steps: int = 1
-    pretrain_learning_rate: float = 0.01
 
 
 class DBNForecaster(Forecaster):

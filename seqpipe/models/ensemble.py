@@ -23,12 +23,10 @@ head only learns which windows are harder than average.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
 import torch
 from torch import nn
 
+from seqpipe.hyperparams import DeepEnsembleParams
 from seqpipe.models.base import EpochBatches, Forecaster, OptimizerStep
 
 # Caps the log of the variance factor, so a wild early step cannot overflow exp.
@@ -37,15 +35,6 @@ MAX_LOG_VARIANCE = 10.0
 MAX_SEED = 2**31 - 1
 # Weight of each batch in the running squared error: about the last 20 batches count.
 ERROR_MOMENTUM = 0.05
-
-
-@dataclass(frozen=True)
-class DeepEnsembleParams:
-    members: int = 5
-    member_arch: str = "gru"
-    member_params: dict[str, Any] = field(default_factory=dict)
-    # Variance floor in scaled units: keeps the likelihood finite on a perfect fit.
-    min_variance: float = 1e-4
 
 
 class _GaussianMember(nn.Module):

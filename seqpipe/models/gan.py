@@ -21,12 +21,11 @@ Salimans 2022). The same generator then draws futures from no history at all, wh
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from seqpipe.hyperparams import GANParams
 from seqpipe.models.base import Forecaster, OptimizerStep
 from seqpipe.models.revin import to_target_units, to_window_units, window_stats
 
@@ -37,24 +36,6 @@ LEAKY_SLOPE = 0.2
 ADAM_BETA2 = 0.999
 # Inside the energy score's norms: the gradient of a norm at zero is undefined.
 NORM_EPS = 1e-8
-
-
-@dataclass(frozen=True)
-class GANParams:
-    hidden_size: int = 64
-    noise_size: int = 8
-    discriminator_size: int = 64
-    adversarial_weight: float = 0.1
-    supervised_weight: float = 1.0
-    # Samples per history for the energy score; at least 2 (its spread term needs pairs).
-    energy_samples: int = 8
-    # Share of training rows that see the null context instead of their history.
-    unconditional_share: float = 0.1
-    # One-sided label smoothing: the target for real pairs.
-    real_label: float = 0.9
-    discriminator_lr_scale: float = 1.0
-    adam_beta1: float = 0.5
-    point_samples: int = 32
 
 
 def energy_score(samples: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -9,21 +9,12 @@ rather than forecast channel by channel as the paper does for multivariate serie
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from seqpipe.hyperparams import DLinearParams
 from seqpipe.models.base import Forecaster
 from seqpipe.models.revin import to_target_units, window_stats
-
-
-@dataclass(frozen=True)
-class DLinearParams:
-    # Odd, so the average is centred; the paper uses 25 on hourly and daily data.
-    moving_average: int = 25
-    # DLinear itself does not normalise windows; RevIN helps where series drift.
-    revin: bool = True
 
 
 class DLinearForecaster(Forecaster):

@@ -6,20 +6,12 @@ horizon at once (direct multi-output), which avoids compounding one-step errors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from seqpipe.hyperparams import RecurrentParams
 from seqpipe.models.base import Forecaster
 from seqpipe.models.revin import to_target_units, window_stats
-
-
-@dataclass(frozen=True)
-class RecurrentParams:
-    hidden_size: int = 64
-    num_layers: int = 2
-    dropout: float = 0.1
 
 
 class _Recurrent(Forecaster):

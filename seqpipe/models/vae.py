@@ -10,25 +10,16 @@ point forecast is the decoder's mean at the prior mean, which is deterministic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
+from seqpipe.hyperparams import CVAEParams
 from seqpipe.models.base import Forecaster
 from seqpipe.models.revin import to_target_units, to_window_units, window_stats
 
 # Bounds on the decoder's log-variance in window units: below, the likelihood can blow
 # up on a near-perfect fit; above, the decoder could explain everything as noise.
 MIN_LOG_VAR, MAX_LOG_VAR = -10.0, 5.0
-
-
-@dataclass(frozen=True)
-class CVAEParams:
-    hidden_size: int = 64
-    latent_size: int = 8
-    # Weight of the KL term; 1 is the true ELBO, less trades calibration for sharper fits.
-    beta: float = 1.0
 
 
 class CVAEForecaster(Forecaster):
