@@ -1,15 +1,17 @@
-"""The pipeline run's MLflow bookkeeping: open and close it, attach validation, find it again by its key."""
+"""The pipeline run's MLflow bookkeeping: open and close it, attach validation and the dataset, find it again by its key."""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
+from collections.abc import Iterable, Iterator
 
 from seqpipe.config import PipelineConfig
 from seqpipe.data.prepare import META_FILE
 from seqpipe.data.snapshot import read_manifest
+from seqpipe.hashing import short_digest
 from seqpipe.layout import Layout
 from seqpipe.io import read_json
+from seqpipe.tracking.datasets import REJECTED, SPLITS, dataset_name, log_snapshot_inputs, parquet_schema
 from seqpipe.tracking.lineage import TAG_PREFIX, git_state, lineage_tags
 from seqpipe.tracking.runs import create_run, finish_run
 from seqpipe.tracking.store import connect
@@ -36,7 +38,10 @@ def start_pipeline_run(cfg: PipelineConfig, flow_run_id: str | None = None) -> s
 
 
 def record_validation(cfg: PipelineConfig, run_id: str, flow_run_id: str | None = None) -> None:
-    """Attach the latest snapshot's hash, validation report and Data Docs to a run, passed or failed."""
+    """Attach the latest snapshot's hash, validation report and Data Docs to a run, passed or failed.
+
+    The snapshot also becomes the run's MLflow dataset inputs (``record_dataset``).
+    """
     layout = Layout.of(cfg)
     manifest = read_manifest(layout.raw)
     reports = layout.reports / manifest.md5
@@ -51,6 +56,35 @@ def record_validation(cfg: PipelineConfig, run_id: str, flow_run_id: str | None 
     client.log_artifact(run_id, str(reports / REPORT_FILE), "validation")
     if (reports / DOCS_DIR).is_dir():
         client.log_artifacts(run_id, str(reports / DOCS_DIR), "validation/data_docs")
+    record_dataset(cfg, run_id)
+
+
+def record_dataset(cfg: PipelineConfig, run_id: str, contexts: Iterable[str] | None = None) -> None:
+    """Log the latest snapshot as the run's MLflow dataset inputs, so MLflow's UI shows what data it saw.
+
+    The digest is the snapshot's MD5 (as in ``seqpipe.dataset_md5`` and DVC), the name
+    the source's (``tourism-monthly``, ``sales``), one input per context: ``contexts``,
+    or by default the three splits when validation let the snapshot through and
+    ``rejected`` when it did not (nothing before it was validated). Only metadata is
+    logged: columns, rows, series and time range, all properties of the snapshot itself
+    (MLflow keeps one record per name and digest for the whole experiment); the verdict
+    stays in the run's tags. Logging it again is a no-op.
+    """
+    layout = Layout.of(cfg)
+    manifest = read_manifest(layout.raw)
+    report_path = layout.reports / manifest.md5 / REPORT_FILE
+    report = read_json(report_path) if report_path.is_file() else None
+    if contexts is None:
+        if report is None:
+            return
+        contexts = (REJECTED,) if _verdict(report) == "failed" else SPLITS
+    snapshot = manifest.snapshot_path(layout.raw)
+    profile = {"rows": manifest.rows, "series": manifest.series, "time_min": manifest.time_min,
+               "time_max": manifest.time_max, "snapshot": manifest.snapshot}
+    client, _ = connect(cfg)
+    log_snapshot_inputs(client, run_id, dataset_name(manifest.source), manifest.md5, manifest.source,
+                        schema=parquet_schema(snapshot) if snapshot.is_file() else None,
+                        profile=profile, contexts=contexts)
 
 
 def _verdict(report: dict) -> str:
@@ -71,7 +105,7 @@ def pipeline_key(cfg: PipelineConfig) -> str:
         "config": cfg.fingerprint(),
         "code": git_state(cfg.root)["git_commit"],
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return short_digest(payload)
 
 
 def pipeline_run_for(cfg: PipelineConfig) -> str:
@@ -93,3 +127,15 @@ def record_decision(cfg: PipelineConfig, run_id: str, decision: str, reason: str
     client.set_tag(run_id, TAG_PREFIX + "decision", decision)
     client.set_tag(run_id, TAG_PREFIX + "decision_reason", reason)
     print(f"decision: {decision} ({reason})")
+
+
+@contextlib.contextmanager
+def pipeline_run_of_data(cfg: PipelineConfig) -> Iterator[str]:
+    """The pipeline run of this data, config and code (opened if none is), finished as the block ends."""
+    run_id = pipeline_run_for(cfg)
+    try:
+        yield run_id
+    except BaseException:
+        finish_pipeline_run(cfg, run_id, succeeded=False)
+        raise
+    finish_pipeline_run(cfg, run_id, succeeded=True)

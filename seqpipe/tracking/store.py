@@ -76,10 +76,14 @@ def connect(cfg: PipelineConfig) -> tuple[MlflowClient, str]:
     _point_mlflow_at(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     try:
+        from seqpipe.tracking.datasets import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, mark_model_training
+
         experiment = client.get_experiment_by_name(cfg.tracking.experiment)
         if experiment is not None:
+            mark_model_training(client, experiment)  # so MLflow's UI opens on the runs, not the GenAI overview
             return client, experiment.experiment_id
-        return client, client.create_experiment(cfg.tracking.experiment, artifact_location=artifact_location(cfg))
+        return client, client.create_experiment(cfg.tracking.experiment, artifact_location=artifact_location(cfg),
+                                                tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
     except (MlflowException, OSError) as exc:
         # requests' ConnectionError is an OSError; MLflow wraps exhausted retries in MlflowException.
         message = getattr(exc, "message", None) or str(exc)
