@@ -9,13 +9,12 @@ STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
 MLFLOW_UI_PORT ?= 5000
 
-# No network beyond the package registries: keep library telemetry quiet.
-export MLFLOW_DISABLE_TELEMETRY := true
-export GX_ANALYTICS_ENABLED := False
-export DO_NOT_TRACK := 1
-export DVC_NO_ANALYTICS := 1
-export PREFECT_SERVER_ANALYTICS_ENABLED := false
-export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR := false
+# No network beyond the package registries: keep library telemetry quiet. `seqpipe` and the
+# tests set these themselves (seqpipe/environment.py), but `mlflow ui` and `dvc repro` (DVC's
+# own analytics, before any stage calls seqpipe) are other programs, so every recipe gets
+# the same list, read from that one file (standard library only: no venv needed). A value
+# already in the environment is kept.
+$(foreach pair,$(shell $(PYTHON) seqpipe/environment.py),$(eval export $(pair)))
 
 .PHONY: venv run test ui repro up down clean-outputs bench-peer
 

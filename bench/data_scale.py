@@ -25,6 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from seqpipe.environment import quiet_environment
+
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ("ingest", "validate", "prepare")
 CHILD = """
@@ -81,7 +83,7 @@ def measure(code: str, *args: str) -> tuple[float, float, float]:
     """(step seconds, process wall seconds, peak RSS in GiB) of one child process."""
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, cwd=REPO, env={**os.environ, "GX_ANALYTICS_ENABLED": "False"})
+                             text=True, cwd=REPO, env=quiet_environment())
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     out, err = child.stdout.read(), child.stderr.read()

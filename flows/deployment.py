@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from flows.deploy_steps import PROJECT_ENV
 from seqpipe.config import PipelineConfig
 
 POOL_TYPE = "process"
+
+logger = logging.getLogger(__name__)
 
 
 def deploy_environment(cfg: PipelineConfig, conf_dir: str) -> dict[str, str]:
@@ -38,7 +41,7 @@ def ensure_work_pools(cfg: PipelineConfig) -> list[str]:
             except ObjectNotFound:
                 client.create_work_pool(WorkPoolCreate(name=pool, type=POOL_TYPE))
                 created.append(pool)
-                print(f"created work pool '{pool}' ({POOL_TYPE})")
+                logger.info(f"created work pool '{pool}' ({POOL_TYPE})")
     return created
 
 

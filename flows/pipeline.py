@@ -7,6 +7,7 @@ on its cron schedule with ``seqpipe serve`` / ``prefect deploy`` (see prefect.ya
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,6 +22,8 @@ from seqpipe import steps
 from seqpipe.config import PipelineConfig, load_config
 
 FLOW_NAME = "seqpipe-retrain"
+
+logger = logging.getLogger(__name__)
 
 
 class StepTimer:
@@ -99,11 +102,11 @@ def run_pipeline(cfg: PipelineConfig, flow_run_id: str | None, scheduled: bool =
         succeeded = True
     finally:
         steps.finish_pipeline_run(cfg, parent, succeeded)
-        print(f"\nstep timings (MLflow run {parent}):\n{timer.table()}")
+        logger.info(f"\nstep timings (MLflow run {parent}):\n{timer.table()}")
     reused = [t["name"] for t in trained if t.get("cached")]
-    print(f"\nregistered version {version}; gate: {decision['action']}"
-          + (f"; reused unchanged models: {', '.join(reused)}" if reused else "") +
-          f"\nleaderboard ({cfg.evaluation.metric} ranks; full table in data/evaluation/):\n{steps.leaderboard_markdown(cfg)}")
+    logger.info(f"\nregistered version {version}; gate: {decision['action']}"
+                + (f"; reused unchanged models: {', '.join(reused)}" if reused else "") +
+                f"\nleaderboard ({cfg.evaluation.metric} ranks; full table in data/evaluation/):\n{steps.leaderboard_markdown(cfg)}")
     return {
         **result,
         "skipped": None,

@@ -9,6 +9,7 @@ the step's output files are as the cached run left them; otherwise the step reru
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,8 @@ from seqpipe.errors import ConfigError, DataValidationError, PredictionError, So
 # Bad data, bad config and bad requests fail the same way on every try.
 PERMANENT_ERRORS = (ConfigError, SourceError, DataValidationError, PredictionError)
 CACHED = "Cached"
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -103,7 +106,7 @@ def run_step(cfg: PipelineConfig, step: str, **kwargs: Any) -> tuple[Any, bool]:
     produced: Produced = state.result()
     cached = state.name == CACHED
     if cached and produced.outputs != fingerprint.step_outputs(cfg, step, kwargs.get("name")):  # type: ignore[arg-type]
-        print(f"{step}: the cached run's output files changed on disk since; running it again")
+        logger.warning(f"{step}: the cached run's output files changed on disk since; running it again")
         state = configured.with_options(refresh_cache=True)(cfg, return_state=True, **kwargs)
         produced, cached = state.result(), False
     return produced.value, cached

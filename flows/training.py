@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -32,6 +33,8 @@ TRAIN_FLOW_NAME = "seqpipe-train-model"
 TRAINED_TAG = TAG_PREFIX + "trained."
 POLL_SECONDS = 2.0
 
+logger = logging.getLogger(__name__)
+
 
 @flow(name=TRAIN_FLOW_NAME, flow_run_name="train-{name}", log_prints=True)
 def train_model(name: str, parent_run_id: str, config: dict[str, Any] | None = None, conf_dir: str = "conf",
@@ -47,7 +50,7 @@ def train_model(name: str, parent_run_id: str, config: dict[str, Any] | None = N
     summary, cached = run_step(cfg, "train", name=name, parent_run_id=parent_run_id,
                                flow_run_id=str(flow_run.id) if flow_run.id else None)
     if cached:
-        print(f"[{name}] inputs unchanged: reusing the model of MLflow run {summary['run_id']}")
+        logger.info(f"[{name}] inputs unchanged: reusing the model of MLflow run {summary['run_id']}")
     result = {**summary, "cached": cached}
     # Where the parent can read it back from any machine: the pipeline's MLflow run.
     client, _ = connect(cfg)
@@ -101,7 +104,7 @@ def train_on_workers(cfg: PipelineConfig, names: list[str], parent_run_id: str) 
             raise ConfigError(f"orchestration.mode is 'workers' but the Prefect server has no deployment "
                               f"'{settings.training_deployment}': run `seqpipe deploy`, then start a worker with "
                               f"`seqpipe worker --pool {settings.work_pool}`") from None
-        print(f"[{name}] training flow run {run.name} ({run.id}) queued on work pool '{settings.work_pool}'")
+        logger.info(f"[{name}] training flow run {run.name} ({run.id}) queued on work pool '{settings.work_pool}'")
         started[name] = run.id
     finals = _wait(started, settings.training_timeout, settings.work_pool)
     failed = {name: state.name for name, state in finals.items() if not state.is_completed()}

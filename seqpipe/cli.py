@@ -14,13 +14,11 @@ from typing import Annotated, Optional
 import click
 import typer
 
+from seqpipe.environment import apply_quiet_defaults, configure_logging
 from seqpipe.errors import SeqpipeError
 
-# No network here or in CI: keep every library's telemetry from trying.
-for _var, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "False",
-                     "DO_NOT_TRACK": "1", "DVC_NO_ANALYTICS": "1",
-                     "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
-    os.environ.setdefault(_var, _value)
+# No network here or in CI: keep every library's telemetry from trying (before any of them is imported).
+apply_quiet_defaults()
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 ConfOption = Annotated[Path, typer.Option("--conf", help="config folder (pipeline.yaml, models/)", envvar="SEQPIPE_CONF")]
@@ -32,6 +30,7 @@ def _options(
     profile: Annotated[Optional[str], typer.Option("--profile", envvar="SEQPIPE_PROFILE",
                                                    help="overlay conf/profiles/<name>.yaml (comma-separated)")] = None,
 ) -> None:
+    configure_logging()  # the steps log; show their lines as the commands' output
     if profile:
         os.environ["SEQPIPE_PROFILE"] = profile  # flows and workers started from here load it too
 

@@ -154,6 +154,8 @@ class TrainingConfig(StrictModel):
     seed: int = 42
     num_threads: int | None = Field(None, gt=0, description="torch CPU threads; None uses all cores")
     progress: bool = True
+    progress_interval: float = Field(30, gt=0, description="seconds between progress lines inside an epoch "
+                                     "when stderr is no terminal (a bar when it is); never changes the weights")
 
 
 def _params_schema(cls: type) -> type[BaseModel]:

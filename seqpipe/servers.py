@@ -8,6 +8,7 @@ Both run as background processes of this machine, each in its own session so tha
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -23,7 +24,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from seqpipe.config import PipelineConfig
+from seqpipe.environment import quiet_environment
 from seqpipe.errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 20
 
@@ -68,8 +72,7 @@ def servers(cfg: PipelineConfig) -> list[Server]:
                {}, f"{mlflow_url}/health", mlflow_url),
         Server("prefect", [sys.executable, "-m", "prefect", "server", "start", "--host", settings.host,
                            "--port", str(settings.prefect_port)],
-               {"PREFECT_API_DATABASE_CONNECTION_URL": settings.prefect_database_url,
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_UI_API_URL": prefect_url},
+               {"PREFECT_API_DATABASE_CONNECTION_URL": settings.prefect_database_url, "PREFECT_UI_API_URL": prefect_url},
                f"{prefect_url}/health", prefect_url),
     ]
 
@@ -108,13 +111,13 @@ def up(cfg: PipelineConfig) -> dict[str, str]:
     started: dict[str, subprocess.Popen] = {}
     for server in servers(cfg):
         if _running_pid(state / f"{server.name}.pid") is not None:
-            print(f"{server.name}: already running at {server.url}")
+            logger.info(f"{server.name}: already running at {server.url}")
             continue
         if _healthy(server.health_url):
             raise ConfigError(f"{server.name}: something else already answers at {server.url}; "
                               f"change servers.{server.name}_port in the config")
         log = (state / f"{server.name}.log").open("ab")
-        process = subprocess.Popen(server.command, env={**os.environ, **server.env}, cwd=cfg.root, stdout=log,
+        process = subprocess.Popen(server.command, env={**quiet_environment(), **server.env}, cwd=cfg.root, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         (state / f"{server.name}.pid").write_text(str(process.pid))
         started[server.name] = process
@@ -126,7 +129,7 @@ def up(cfg: PipelineConfig) -> dict[str, str]:
                 down(cfg)
                 raise ConfigError(f"{server.name} did not come up at {server.url}; see {state / (server.name + '.log')}")
             time.sleep(0.5)
-        print(f"{server.name}: up at {server.url} (log: {state / (server.name + '.log')})")
+        logger.info(f"{server.name}: up at {server.url} (log: {state / (server.name + '.log')})")
     return {server.name: server.url for server in servers(cfg)}
 
 
@@ -148,7 +151,7 @@ def down(cfg: PipelineConfig) -> list[str]:
             os.killpg(pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)
         stopped.append(server.name)
-        print(f"{server.name}: stopped")
+        logger.info(f"{server.name}: stopped")
     return stopped
 
 

@@ -6,6 +6,7 @@ against a temporary server, GX validates, torch trains (for a few seconds).
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -17,15 +18,9 @@ import pandas as pd
 import pytest
 import yaml
 
-for _var, _value in {
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "GX_ANALYTICS_ENABLED": "False",
-    "DO_NOT_TRACK": "1",
-    "DVC_NO_ANALYTICS": "1",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-}.items():
-    os.environ.setdefault(_var, _value)
+from seqpipe.environment import LOGGERS, ConsoleHandler, apply_quiet_defaults
+
+apply_quiet_defaults()  # the CLI's own defaults, also for the steps and flows the tests call in-process
 # A tracking URI from the developer's shell must not redirect the tests' stores.
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 
@@ -73,6 +68,18 @@ def write_config(root: Path, source_path: str = "input/sales.csv", **overrides) 
         pipeline[key] = {**pipeline.get(key, {}), **value} if isinstance(value, dict) else value
     (conf / "pipeline.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     return conf
+
+
+@pytest.fixture(autouse=True)
+def _cli_logging_undone():
+    """Undo an in-process CLI call's logging setup (its stdout handler, no propagation to the
+    root logger), so that caplog in a later test still sees seqpipe's records."""
+    yield
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if isinstance(h, ConsoleHandler)]:
+            logger.removeHandler(handler)
+            logger.propagate = True
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_project_code, run_cli
+from seqpipe.environment import quiet_environment
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +29,7 @@ def _free_port() -> int:
 @pytest.fixture
 def prefect_api(tmp_path):
     port = _free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = {**quiet_environment(), "PREFECT_HOME": str(tmp_path / "prefect-home")}
     server = subprocess.Popen(
         [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

@@ -1,5 +1,7 @@
 """steps.train resumes a killed run from data/checkpoints/ and cleans up after itself."""
 
+import logging
+
 import pytest
 import torch
 import yaml
@@ -17,7 +19,8 @@ def _weights(cfg):
     return torch.load(steps.Layout.of(cfg).models / "lstm" / "weights.pt", weights_only=True)
 
 
-def test_train_resumes_after_a_kill_and_ignores_a_stale_checkpoint(cfg, project, monkeypatch, capsys):
+def test_train_resumes_after_a_kill_and_ignores_a_stale_checkpoint(cfg, project, monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="seqpipe")
     steps.ingest(cfg)
     steps.validate(cfg)
     steps.prepare(cfg)
@@ -43,7 +46,7 @@ def test_train_resumes_after_a_kill_and_ignores_a_stale_checkpoint(cfg, project,
     monkeypatch.setattr(training_steps, "log_metrics", log_metrics)
 
     steps.train(cfg, "lstm", parent)
-    assert "resuming" in capsys.readouterr().out
+    assert "resuming" in caplog.text
     resumed = _weights(cfg)
     assert all(torch.equal(expected[k], resumed[k]) for k in expected)
     assert not checkpoint.exists()
@@ -56,8 +59,8 @@ def test_train_resumes_after_a_kill_and_ignores_a_stale_checkpoint(cfg, project,
     pipeline = yaml.safe_load((project / "conf" / "pipeline.yaml").read_text())
     pipeline["training"]["learning_rate"] = 0.01
     (project / "conf" / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
-    capsys.readouterr()
+    caplog.clear()
     steps.train(load_config(project / "conf"), "lstm", parent)
-    out = capsys.readouterr().out
+    out = caplog.text
     assert "ignoring checkpoint" in out and "resuming" not in out
     assert not checkpoint.parent.exists()

@@ -8,7 +8,6 @@ other. Each run can also render GX Data Docs (HTML) into a folder.
 
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,7 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+from seqpipe.environment import apply_quiet_defaults
+
+apply_quiet_defaults()  # GX reads GX_ANALYTICS_ENABLED when it is imported, below
 
 import great_expectations as gx  # noqa: E402
 import great_expectations.expectations as gxe  # noqa: E402

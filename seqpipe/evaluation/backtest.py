@@ -13,6 +13,7 @@ aggregates, the pipeline's own fitting code does the rest.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ FOLD_KEYS = ("model", "arch", "fold", "cut", "origin", "series", "skipped")
 FORECAST_COLUMNS = ("model", "fold", "series_id", "timestamp", "forecast", "actual", "lower", "upper")
 SUMMARY_KEYS = ("model", "arch", "folds")
 STATS = ("mean", "std")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,8 @@ def run_folds(frame: pd.DataFrame, plans: Sequence[FoldPlan], models: Sequence[t
         test = prepared.frame[prepared.frame["split"] == "test"]
         origin = test.groupby("series_id", sort=True, observed=True)["timestamp"].first().min()
         actual, _ = scoring_targets(prepared)
-        print(f"[backtest] fold {plan.number}/{len(plans)}: origin {origin}, {series} series"
-              + (f" ({skipped} left out)" if skipped else ""), flush=True)
+        logger.info(f"[backtest] fold {plan.number}/{len(plans)}: origin {origin}, {series} series"
+                    + (f" ({skipped} left out)" if skipped else ""))
         for name, arch in models:
             scored = fit_and_score(name, prepared, plan.number)
             # NaN-skipping means, as the leaderboard takes them: fold 1 repeats its numbers.

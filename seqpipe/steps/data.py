@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import replace
 
@@ -21,6 +22,8 @@ from seqpipe.layout import VALIDATED_FILE, Layout
 from seqpipe.errors import ConfigError, DataValidationError
 from seqpipe.io import atomic_dir, read_json, write_json
 
+logger = logging.getLogger(__name__)
+
 REPORT_FILE = "report.json"
 DOCS_DIR = "data_docs"
 
@@ -31,7 +34,7 @@ def ingest(cfg: PipelineConfig, source: SourceConfig | None = None) -> Manifest:
     """Read the source into the canonical frame and store it as an immutable raw snapshot."""
     frame, origin = read_source(source or cfg.data.source, cfg.root)
     manifest = write_snapshot(frame, Layout.of(cfg).raw, origin)
-    print(f"ingested {manifest.rows} rows, {manifest.series} series from {origin} -> {manifest.snapshot}")
+    logger.info(f"ingested {manifest.rows} rows, {manifest.series} series from {origin} -> {manifest.snapshot}")
     return manifest
 
 
@@ -86,8 +89,8 @@ def validate(cfg: PipelineConfig) -> ValidationReport:
         kept.to_parquet(staging / VALIDATED_FILE, index=False)
         write_json(staging / REPORT_FILE, report.to_dict())
     verdict = "passed" if report.success else f"passed after quarantining {len(report.quarantined)} series"
-    print(f"validation {verdict}: {len(report.checks)} expectations on {report.rows} rows, {report.series} series"
-          f" (report and Data Docs in {run_reports})")
+    logger.info(f"validation {verdict}: {len(report.checks)} expectations on {report.rows} rows, {report.series} series"
+                f" (report and Data Docs in {run_reports})")
     return report
 
 
@@ -100,9 +103,8 @@ def _quarantine(layout: Layout, dataset: str, rows: pd.DataFrame, report: Valida
     with atomic_dir(layout.quarantine / dataset) as staging:
         rows.to_parquet(staging / VALIDATED_FILE, index=False)
         write_json(staging / "reasons.json", reasons)
-    print(f"quarantined {len(reasons)} series to {layout.quarantine / dataset}:")
-    for check in report.failed:
-        print(f"  - {check.describe(listed)}")
+    logger.warning("\n".join([f"quarantined {len(reasons)} series to {layout.quarantine / dataset}:",
+                               *(f"  - {check.describe(listed)}" for check in report.failed)]))
 
 
 def read_validation(cfg: PipelineConfig) -> dict:
@@ -148,5 +150,5 @@ def prepare(cfg: PipelineConfig) -> dict:
     prepared = prepare_frame(frame, spec, cfg.prepare.scaler, cfg.prepare.window_stride, input_features(cfg))
     with atomic_dir(layout.prepared) as staging:
         meta = save_prepared(prepared, staging, dataset=report["dataset"])
-    print(f"prepared {meta['series']} series: windows {meta['windows']}, scaler {meta['scaler']}")
+    logger.info(f"prepared {meta['series']} series: windows {meta['windows']}, scaler {meta['scaler']}")
     return meta

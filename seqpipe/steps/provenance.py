@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -14,12 +15,14 @@ from seqpipe.tracking.lineage import format_lineage, reproduce_commands, version
 from seqpipe.tracking.registry import alias_history
 from seqpipe.tracking.store import connect
 
+logger = logging.getLogger(__name__)
+
 def lineage(cfg: PipelineConfig, reference: str = "production") -> dict:
     """The chain from source data to a registered version (``production``, ``challenger`` or a number)."""
     client, _ = connect(cfg)
     name = cfg.tracking.registered_model
     chain = version_lineage(client, name, reference, alias_history(client, name))
-    print(format_lineage(chain))
+    logger.info(format_lineage(chain))
     return chain
 
 
@@ -35,11 +38,11 @@ def reproduce(cfg: PipelineConfig, reference: str, run: bool = False, workdir: P
     chain = version_lineage(client, name, reference, alias_history(client, name))
     target = workdir or Path(tempfile.mkdtemp(prefix=f"seqpipe-v{chain['version']}-")) / "checkout"
     commands = reproduce_commands(chain, str(target))
-    print("\n".join(commands))
+    logger.info("\n".join(commands))
     if not run:
         return {"commands": commands}
     if chain["git_dirty"] == "true":
-        print("warning: the version was trained from a tree with uncommitted changes; they cannot be reproduced")
+        logger.warning("warning: the version was trained from a tree with uncommitted changes; they cannot be reproduced")
     env = {**os.environ, "PYTHONPATH": str(target) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
     env.pop("MLFLOW_TRACKING_URI", None)
@@ -52,5 +55,6 @@ def reproduce(cfg: PipelineConfig, reference: str, run: bool = False, workdir: P
     recorded = chain["test_metrics"]
     matches = {m: round(rebuilt[m], 6) == round(recorded[m], 6) for m in recorded}
     verdict = "reproduced" if all(matches.values()) else "NOT reproduced"
-    print(f"{verdict}: recorded {recorded}, rebuilt { {m: round(rebuilt[m], 6) for m in recorded} }")
+    logger.log(logging.INFO if all(matches.values()) else logging.WARNING,
+               f"{verdict}: recorded {recorded}, rebuilt { {m: round(rebuilt[m], 6) for m in recorded} }")
     return {"commands": commands, "recorded": recorded, "rebuilt": rebuilt, "reproduced": all(matches.values())}

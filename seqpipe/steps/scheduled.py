@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pandas as pd
 
 from seqpipe.config import PipelineConfig
@@ -16,6 +18,8 @@ from seqpipe.tracking.runs import log_metrics
 from seqpipe.tracking.store import connect
 
 DRIFT_DIR = "drift"
+
+logger = logging.getLogger(__name__)
 
 
 def production_dataset(cfg: PipelineConfig) -> str | None:
@@ -38,12 +42,12 @@ def check_drift(cfg: PipelineConfig, reference_md5: str, run_id: str | None = No
     current, manifest = read_snapshot(layout.raw)
     reference_path = layout.raw / SNAPSHOTS / f"{reference_md5}.parquet"
     if not reference_path.is_file():
-        print(f"drift: production's snapshot {reference_path} is not here (`dvc pull` fetches it); not checked")
+        logger.warning(f"drift: production's snapshot {reference_path} is not here (`dvc pull` fetches it); not checked")
         return None
     report = detect_drift(pd.read_parquet(reference_path), current, cfg.drift, reference_md5, manifest.md5,
                           season=series_spec(cfg.data).season)
     path = write_json(layout.reports.parent / DRIFT_DIR / f"{manifest.md5}.json", report.to_dict())
-    print(report.summary())
+    logger.info(report.summary())
     if run_id:
         client, _ = connect(cfg)
         client.log_artifact(run_id, str(path), "drift")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,8 @@ from seqpipe.models.persistence import SPEC_FILE, load_model
 SYNTHETIC_DIR = "synthetic"
 # A generated series this flat has no shape to scale: it stays flat at its level.
 FLAT_SPREAD = 1e-8
+
+logger = logging.getLogger(__name__)
 
 
 def synthesize(cfg: PipelineConfig, model: str | None = None, series: int | None = None, length: int | None = None,
@@ -78,5 +81,5 @@ def synthesize(cfg: PipelineConfig, model: str | None = None, series: int | None
     target = output or (cfg.data_dir / SYNTHETIC_DIR / f"{model}.parquet")
     target.parent.mkdir(parents=True, exist_ok=True)
     write_table(frame, target)
-    print(f"synthesized {series} series of {length} points with '{model}' (seed {seed}) -> {target}")
+    logger.info(f"synthesized {series} series of {length} points with '{model}' (seed {seed}) -> {target}")
     return target

@@ -9,8 +9,10 @@ overrides ``Forecaster.loss``, ``training_step``, ``configure_optimizers`` or
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,6 +27,8 @@ from seqpipe.models.base import Forecaster
 LR_DECAY_FACTOR = 0.5
 LR_DECAY_PATIENCE = 2
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class TrainSettings:
@@ -38,6 +42,8 @@ class TrainSettings:
     device: str = "auto"
     num_threads: int | None = None
     progress: bool = True
+    # Seconds between progress lines inside an epoch when stderr is no terminal (a bar when it is).
+    progress_interval: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -185,10 +191,13 @@ def fit(
         model.train()
         # As in evaluate_loss: no read from the device until the epoch ends.
         running = torch.zeros((), dtype=torch.float64, device=device)
-        for index in _batches(len(train_x), settings.batch_size, generator, device):
-            with _autocast(device):
-                loss = model.training_step(train_x[index], train_y[index], optimizers, step)
-            running += loss.detach().double() * len(index)
+        batches = _batches(len(train_x), settings.batch_size, generator, device)
+        with _EpochProgress(settings, name, epoch, len(batches), len(train_x)) as progress:
+            for index in batches:
+                with _autocast(device):
+                    loss = model.training_step(train_x[index], train_y[index], optimizers, step)
+                running += loss.detach().double() * len(index)
+                progress.advance(len(index), running)
         val_loss = evaluate_loss(model, val_x, val_y, settings.batch_size)
         for scheduler in schedulers:
             scheduler.step(val_loss)
@@ -240,12 +249,64 @@ def _read_checkpoint(path: Path | None, signature: dict[str, Any], settings: Tra
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if saved.get("signature") != signature:
         path.unlink()
-        print(f"[{name}] ignoring checkpoint {path}: it was written for {saved.get('signature')}, "
-              f"this run is {signature}", flush=True)
+        logger.warning(f"[{name}] ignoring checkpoint {path}: it was written for {saved.get('signature')}, "
+                       f"this run is {signature}")
         return None
     return saved
 
 
 def _say(settings: TrainSettings, line: str) -> None:
     if settings.progress:
-        print(line, flush=True)
+        logger.info(line)
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced by an object without isatty, or closed
+        return False
+
+
+class _EpochProgress:
+    """Progress through one epoch's batches, so that a long epoch is never silent.
+
+    On a terminal (stderr) it is a tqdm bar, cleared when the epoch ends; elsewhere (a log
+    file, a Prefect worker, CI) a log line every ``settings.progress_interval`` seconds.
+    ``settings.progress = False`` shows neither. Only the line reads the running loss from
+    the device, once per interval: nothing here syncs the GPU per batch or touches the RNG.
+    """
+
+    def __init__(self, settings: TrainSettings, name: str, epoch: int, batches: int, windows: int) -> None:
+        self.enabled = settings.progress
+        self.interval = settings.progress_interval
+        self.label = f"[{name}] epoch {epoch:>3}/{settings.max_epochs}"
+        self.batches, self.windows = batches, windows
+        self.done = self.seen = 0
+        self.started = self.last = time.perf_counter()
+        self.bar = None
+        if self.enabled and _stderr_is_terminal():
+            from tqdm import tqdm  # only here: the training package needs torch and numpy alone
+
+            self.bar = tqdm(total=batches, desc=self.label, unit="batch", leave=False, file=sys.stderr,
+                            dynamic_ncols=True)
+
+    def __enter__(self) -> "_EpochProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def advance(self, windows: int, running: torch.Tensor) -> None:
+        if not self.enabled:
+            return
+        self.done += 1
+        self.seen += windows
+        if self.bar is not None:
+            self.bar.update(1)
+            return
+        now = time.perf_counter()
+        if now - self.last >= self.interval and self.done < self.batches:
+            self.last = now
+            logger.info(f"{self.label}  batch {self.done}/{self.batches} ({self.seen}/{self.windows} windows)"
+                        f"  train {float(running) / self.seen:.4f} so far  {now - self.started:.1f}s")
