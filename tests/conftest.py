@@ -82,6 +82,39 @@ def _cli_logging_undone():
             logger.propagate = True
 
 
+def _mlflow_process_uris() -> dict[str, str | None]:
+    """MLflow's process-wide URIs as set (None: never set, not the default MLflow would fall back to)."""
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    return {"mlflow.set_tracking_uri": tracking_utils._tracking_uri,
+            "mlflow.set_registry_uri": registry_utils._registry_uri,
+            **{name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}}
+
+
+@pytest.fixture(autouse=True)
+def no_mlflow_uri_left_behind():
+    """Fail a test that leaves an MLflow URI set for the process (a later test's clients would read it)."""
+    before = _mlflow_process_uris()
+    yield
+    after = _mlflow_process_uris()
+    changed = {key: (before[key], after[key]) for key in before if before[key] != after[key]}
+    if changed:
+        import mlflow
+        from mlflow.tracking._model_registry import utils as registry_utils
+
+        # Put them back, so that the next test starts clean and only this one fails.
+        mlflow.set_tracking_uri(before["mlflow.set_tracking_uri"])
+        registry_utils._registry_uri = before["mlflow.set_registry_uri"]
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            if before[name] is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before[name]
+        pytest.fail("MLflow URIs left changed for the process (before -> after): "
+                    + ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items()), pytrace=False)
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A project root with conf/ and input/sales.csv; returns the root."""

@@ -60,7 +60,7 @@ def test_evaluate_scores_probabilistic_models_and_draws_the_reviewer_plots(proje
 def test_a_registered_sampling_model_serves_quantiles(project):
     import mlflow
 
-    from seqpipe.tracking.store import connect
+    from seqpipe.tracking.store import connect, mlflow_uris
 
     conf = project / "conf"
     (conf / "models" / "cvae.yaml").write_text(yaml.safe_dump({"arch": "cvae", "params": {"hidden_size": 16, "latent_size": 4}}))
@@ -71,12 +71,14 @@ def test_a_registered_sampling_model_serves_quantiles(project):
     for step in (steps.ingest, steps.validate, steps.prepare, steps.train_all, steps.evaluate):
         step(cfg)
     version = steps.register(cfg)
-    connect(cfg)
-    model = mlflow.pyfunc.load_model(f"models:/tiny-forecaster/{version}")
+    client, _ = connect(cfg)
+    with mlflow_uris(client):
+        model = mlflow.pyfunc.load_model(f"models:/tiny-forecaster/{version}")
+        config_dir = Path(mlflow.artifacts.download_artifacts(f"models:/tiny-forecaster/{version}"))
     history = pd.read_parquet(cfg.data_dir / "validated" / "series.parquet")
     forecast = model.predict(history)
     assert list(forecast.columns) == ["series_id", "timestamp", "step", "mean", "q0.1", "q0.5", "q0.9"]
     assert (forecast["q0.1"] <= forecast["q0.5"]).all() and (forecast["q0.5"] <= forecast["q0.9"]).all()
     assert "q0.9" in model.metadata.get_output_schema().input_names()
-    config_artifact = Path(mlflow.artifacts.download_artifacts(f"models:/tiny-forecaster/{version}")) / "artifacts" / "pipeline.json"
+    config_artifact = config_dir / "artifacts" / "pipeline.json"
     assert json.loads(config_artifact.read_text())["models"][0]["arch"] == "cvae"

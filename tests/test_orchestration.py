@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -160,11 +161,28 @@ def stack(tmp_path_factory):
             _drop_database(name)
 
 
+def _client(stack: Stack) -> MlflowClient:
+    """A client of the stack's MLflow server for tracking and registry alike (no process-wide URI decides)."""
+    return MlflowClient(tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url)
+
+
 def _registered_versions(stack: Stack) -> dict[str, str]:
     """Version -> the training run it was registered from."""
-    client = MlflowClient(stack.mlflow_url)
+    client = _client(stack)
     return {str(v.version): v.tags["seqpipe.training_run_id"]
             for v in client.search_model_versions("name = 'tiny-forecaster'")}
+
+
+def _lstm_training_run(stack: Stack, run: subprocess.CompletedProcess) -> str:
+    """The id of the LSTM training run under the pipeline run that ``seqpipe run`` reported."""
+    match = re.search(r"step timings \(MLflow run (\w+)\)", run.stdout + run.stderr)
+    assert match, f"the run printed no MLflow run id:\n{run.stdout[-2000:]}"
+    client = _client(stack)
+    experiment = client.get_experiment_by_name("tests")
+    children = client.search_runs([experiment.experiment_id],
+                                  f"tags.`mlflow.parentRunId` = '{match[1]}' and tags.`mlflow.runName` = 'lstm'")
+    assert len(children) == 1, f"pipeline run {match[1]} has {len(children)} lstm training runs"
+    return children[0].info.run_id
 
 
 def test_pipeline_trains_on_a_worker_and_tracks_in_postgres(stack):
@@ -182,7 +200,7 @@ def test_pipeline_trains_on_a_worker_and_tracks_in_postgres(stack):
     assert {run.state.name for run in runs} == {"Completed"}
 
     # Read back through MLflow's client from the server, whose backend store is PostgreSQL.
-    client = MlflowClient(stack.mlflow_url)
+    client = _client(stack)
     experiment = client.get_experiment_by_name("tests")
     runs = client.search_runs([experiment.experiment_id])
     [parent] = [r for r in runs if r.info.run_name == "pipeline"]
@@ -261,9 +279,13 @@ def test_killed_worker_rerun_completes_without_duplicate_versions(stack):
     assert "[lstm] resuming from" in worker.log_path.read_text()  # not from scratch
     assert not checkpoint.exists()  # the resumed training finished and cleaned up
     after = _registered_versions(stack)
-    # No duplicates: one version per training run, and the earlier ones untouched.
-    assert len(set(after.values())) == len(after) and set(before.items()) <= set(after.items()), (
-        f"before {before}, after {after}\n{rerun.stdout[-2000:]}\n{rerun.stderr[-4000:]}")
+    # Exactly one new version, registered from the rerun's own LSTM training run (not the
+    # killed one); no duplicates; the earlier versions untouched.
+    new = {version: run for version, run in after.items() if version not in before}
+    context = f"before {before}, after {after}\n{rerun.stdout[-2000:]}\n{rerun.stderr[-4000:]}"
+    assert list(new.values()) == [_lstm_training_run(stack, rerun)], context
+    assert len(set(after.values())) == len(after), context
+    assert {version: after.get(version) for version in before} == before, context
     # Registering again (a retried step) finds the version the run already has.
     again = stack.cli("register")
     assert again.returncode == 0, again.stderr

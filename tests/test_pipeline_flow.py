@@ -12,6 +12,12 @@ from seqpipe.tracking.store import tracking_uri
 pytestmark = pytest.mark.slow
 
 
+def _client(cfg) -> MlflowClient:
+    """A client of the test project's store, for tracking and registry alike."""
+    uri = tracking_uri(cfg)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
 @pytest.fixture(scope="module")
 def prefect_server():
     with prefect_test_harness(server_startup_timeout=120):
@@ -23,7 +29,7 @@ def test_flow_run_tracks_registers_and_serves(project, cfg, prefect_server):
     assert state.is_completed(), state.message
     summary = state.result()
 
-    client = MlflowClient(tracking_uri(cfg))
+    client = _client(cfg)
     experiment = client.get_experiment_by_name("tests")
     runs = client.search_runs([experiment.experiment_id])
     parent = next(r for r in runs if r.info.run_id == summary["mlflow_run_id"])
@@ -77,7 +83,7 @@ def test_failed_validation_fails_the_flow_run_and_the_mlflow_run(project, cfg, p
     pd.concat([frame, frame.iloc[[3]]]).to_csv(duplicated, index=False)
     state = retrain(conf_dir=str(project / "conf"), return_state=True)
     assert state.is_failed()
-    client = MlflowClient(tracking_uri(cfg))
+    client = _client(cfg)
     runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     [run] = runs
     assert run.info.status == "FAILED"
@@ -148,7 +154,7 @@ def test_scheduled_run_skips_unchanged_data_and_reports_drift_on_new_data(projec
 
     unchanged = retrain(conf_dir=conf, scheduled=True, return_state=True).result()
     assert unchanged["skipped"] == "unchanged data"
-    client = MlflowClient(tracking_uri(cfg))
+    client = _client(cfg)
     run = client.get_run(unchanged["mlflow_run_id"])
     assert run.data.tags["seqpipe.decision"] == "skip"
     assert run.info.status == "FINISHED"
@@ -189,7 +195,7 @@ def test_every_architecture_trains_in_one_flow_run_and_is_tracked(project, prefe
 
     state = retrain(conf_dir=str(project / "conf"), return_state=True)
     assert state.is_completed(), state.message
-    client = MlflowClient(tracking_uri(cfg))
+    client = _client(cfg)
     runs = client.search_runs([client.get_experiment_by_name("tests").experiment_id])
     parent_id = state.result()["mlflow_run_id"]
     children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent_id}

@@ -149,7 +149,8 @@ def _register(root: Path, name: str, model: str, **sections) -> tuple[PipelineCo
 
 
 def _client(cfg: PipelineConfig) -> MlflowClient:
-    return MlflowClient(tracking_uri(cfg))
+    uri = tracking_uri(cfg)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def _production(cfg: PipelineConfig) -> str | None:
@@ -300,7 +301,7 @@ def test_concurrent_promotions_lose_no_history_entry(root):
         try:
             for round_ in range(rounds):
                 barrier.wait(timeout=60)
-                registry.promote(MlflowClient(tracking_uri(cfg)), name, [first, second][index % 2], f"r{round_}-{index}")
+                registry.promote(_client(cfg), name, [first, second][index % 2], f"r{round_}-{index}")
         except BaseException as exc:  # surfaced in the main thread below
             errors.append(exc)
 

@@ -30,7 +30,7 @@ from seqpipe.tracking.registry import (
 )
 from seqpipe.tracking.registry import promote as move_production
 from seqpipe.tracking.registry import rollback as roll_back_production
-from seqpipe.tracking.store import connect
+from seqpipe.tracking.store import connect, mlflow_uris, tracking_uri
 from seqpipe.steps.training import training_record
 
 def register(cfg: PipelineConfig) -> str:
@@ -104,7 +104,9 @@ def _forecast_version(cfg: PipelineConfig, version: str, history: pd.DataFrame, 
     """Forecasts of a registered version for the test split, aligned with ``actual``."""
     uri = model_uri(cfg.tracking.registered_model, version)
     try:
-        forecast = mlflow.pyfunc.load_model(uri).predict(history, params={"horizon": actual.shape[1]})
+        with mlflow_uris(tracking_uri(cfg)):
+            loaded = mlflow.pyfunc.load_model(uri)
+        forecast = loaded.predict(history, params={"horizon": actual.shape[1]})
     except (MlflowException, SeqpipeError) as exc:
         message = exc.message if isinstance(exc, MlflowException) else str(exc)
         raise RegistryError(f"{uri} cannot forecast the current test split: {message}") from None
@@ -234,10 +236,11 @@ def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path
     columns = source.columns.model_copy(update={"covariates": []})
     history = read_table(input_path, columns, time_format=source.time_format, timezone=source.timezone,
                          keep_other_columns=True)
-    connect(cfg)
+    client, _ = connect(cfg)
     uri = model_uri(cfg.tracking.registered_model, model)
     try:
-        loaded = mlflow.pyfunc.load_model(uri)
+        with mlflow_uris(client):
+            loaded = mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:
         raise RegistryError(f"cannot load {uri}: {exc.message}") from None
     schema = loaded.metadata.get_input_schema()

@@ -63,7 +63,7 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
             "train_windows": len(prepared.train), "parameters": sum(p.numel() for p in model.parameters()),
         })
         checkpoint = layout.checkpoints / f"{name}.pt"
-        with active_run(run_id, system_metrics=cfg.tracking.system_metrics and model.trainable):
+        with active_run(client, run_id, system_metrics=cfg.tracking.system_metrics and model.trainable):
             result = _fit_on(
                 cfg, model, prepared, name, checkpoint=checkpoint,
                 signature=_checkpoint_signature(cfg, name, prepared, layout),

@@ -29,6 +29,7 @@ from seqpipe.errors import RegistryError
 from seqpipe.evaluation.forecast import QuantileSettings, forecast_history
 from seqpipe.models.persistence import load_model
 from seqpipe.tracking.runs import active_run
+from seqpipe.tracking.store import mlflow_uris
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
@@ -93,7 +94,8 @@ def _register(client: MlflowClient, run_id: str, name: str, artifacts: ModelArti
                                       sampling=artifacts.sampling, features=artifacts.features,
                                       covariate_scalers=covariate_scalers)
     signature = infer_signature(artifacts.example, example_output, params={"horizon": model.shape.horizon})
-    with active_run(run_id):
+    # Fluent calls, each inside mlflow_uris(client): they reach the client's store and leave no URI set.
+    with active_run(client, run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_CODE),
@@ -108,7 +110,8 @@ def _register(client: MlflowClient, run_id: str, name: str, artifacts: ModelArti
             input_example=artifacts.example,
             pip_requirements=SERVING_REQUIREMENTS,
         )
-    version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
+    with mlflow_uris(client):
+        version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
     # Two registers of one run racing past the lookup both create a version; the oldest
     # one stays and the newer one is removed, so both callers end with the same version.
     kept = registered_version_of(client, name, run_id) or version

@@ -11,6 +11,8 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from seqpipe.tracking.store import mlflow_uris
+
 MAX_PARAM_LENGTH = 6000  # MLflow's limit on a param value
 
 
@@ -27,18 +29,22 @@ def finish_run(client: MlflowClient, run_id: str, succeeded: bool) -> None:
 
 
 @contextlib.contextmanager
-def active_run(run_id: str, system_metrics: bool = False) -> Iterator[None]:
-    """Make an existing run the fluent active run (for APIs that need one) and then leave it as it was.
+def active_run(client: MlflowClient, run_id: str, system_metrics: bool = False) -> Iterator[None]:
+    """Make an existing run of ``client``'s store the fluent active run (for APIs that need one), then leave it as it was.
 
-    Resuming a run marks it RUNNING and ``end_run`` would mark it FINISHED; the run's
-    owner decides its final status, so the status it had before is written back.
+    The whole block runs inside ``mlflow_uris(client)``: fluent calls in it, and the
+    system-metrics thread started and stopped with the run, reach ``client``'s store,
+    and no URI is left set afterwards. Resuming a run marks it RUNNING and ``end_run``
+    would mark it FINISHED; the run's owner decides its final status, so the status it
+    had before is written back.
     """
-    status_before = mlflow.get_run(run_id).info.status
-    mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics)
-    try:
-        yield
-    finally:
-        mlflow.end_run(status=status_before)
+    status_before = client.get_run(run_id).info.status
+    with mlflow_uris(client):
+        mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics)
+        try:
+            yield
+        finally:
+            mlflow.end_run(status=status_before)
 
 
 def log_params(client: MlflowClient, run_id: str, params: dict[str, object]) -> None:
