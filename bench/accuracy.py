@@ -33,16 +33,15 @@ import yaml
 from seqpipe import steps
 from seqpipe.config import load_config
 from seqpipe.data.prepare import load_prepared
-from seqpipe.evaluation.classical import is_classical
 from seqpipe.evaluation.leaderboard import to_markdown
 from seqpipe.evaluation.metrics import score
 from seqpipe.evaluation.scoring import scoring_targets
+from seqpipe.steps.fitting import seeded_estimator
 
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("tourism-monthly", "tourism-quarterly", "tourism-yearly")
 REFERENCES = ("seasonal_naive", "naive", "auto_ets", "auto_theta")
 COLUMNS = ["rank", "model", "arch", "mape", "smape", "mase"]
-BASELINES = ("naive", "seasonal_naive")  # architectures, not names: a config may rename them
 
 
 def every_model() -> list[str]:
@@ -81,7 +80,8 @@ def run_dataset(dataset: str, models: list[str], args: argparse.Namespace) -> pd
             seconds[name] = time.perf_counter() - started
         steps.finish_pipeline_run(cfg, parent, succeeded=True)
         board = steps.evaluate(cfg)
-        combined = combination(cfg, [s.name for s in cfg.models if s.arch not in BASELINES and not is_classical(s.arch)])
+        # The models that learn from the data: neither a baseline nor a classical reference.
+        combined = combination(cfg, [s.name for s in cfg.models if seeded_estimator(cfg, s).trainable])
     board = board[COLUMNS].assign(fit_seconds=board["model"].map(seconds).round(1))
     if combined is not None:
         board = pd.concat([board, combined]).sort_values("mase", kind="stable").reset_index(drop=True)

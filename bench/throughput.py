@@ -215,7 +215,7 @@ def trainable_models(names: list[str] | None, shape: ProblemShape) -> list[tuple
             continue
         conf = read_model_yaml(path)
         if conf["arch"] not in ARCHITECTURES:
-            continue  # classical references (AutoETS, AutoTheta) live outside the torch catalog
+            continue  # not a network (AutoETS, AutoTheta): nothing to train on a device
         if build_model(conf["arch"], shape, conf.get("params") or {}).trainable:
             found.append((path.stem, conf["arch"], conf.get("params") or {}))
     missing = sorted(set(names or []) - {name for name, _, _ in found})

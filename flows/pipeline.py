@@ -56,24 +56,6 @@ def _cached_step(timer: StepTimer, cfg: PipelineConfig, step: str) -> Any:
     return value
 
 
-def _decide(cfg: PipelineConfig, parent: str, dataset_md5: str, scheduled: bool) -> str | None:
-    """Compare the new snapshot with production's; the reason to stop here, if there is one."""
-    reference = steps.production_dataset(cfg)
-    if reference is None:
-        steps.record_decision(cfg, parent, "retrain", "no production model yet")
-        return None
-    if reference == dataset_md5:
-        if scheduled and cfg.schedule.skip_unchanged:
-            steps.record_decision(cfg, parent, "skip", f"data {dataset_md5} is what production was trained on")
-            return "unchanged data"
-        steps.record_decision(cfg, parent, "retrain", "data unchanged, but retraining was asked for")
-        return None
-    drift = steps.check_drift(cfg, reference, parent)
-    reason = f"new data {dataset_md5} (production: {reference})" + (f"; {drift.summary()}" if drift else "")
-    steps.record_decision(cfg, parent, "retrain", reason)
-    return None
-
-
 def run_pipeline(cfg: PipelineConfig, flow_run_id: str | None, scheduled: bool = False) -> dict[str, Any]:
     timer = StepTimer()
     parent = timer.run("open MLflow run", steps.start_pipeline_run, cfg, flow_run_id)
@@ -81,7 +63,7 @@ def run_pipeline(cfg: PipelineConfig, flow_run_id: str | None, scheduled: bool =
     try:
         manifest = _cached_step(timer, cfg, "ingest")
         result["dataset_md5"] = manifest.md5
-        stop = timer.run("compare with production", _decide, cfg, parent, manifest.md5, scheduled)
+        stop = timer.run("compare with production", steps.retraining_decision, cfg, parent, manifest.md5, scheduled)
         if stop:
             steps.record_validation(cfg, parent, flow_run_id)
             succeeded = True

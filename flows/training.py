@@ -1,16 +1,17 @@
 """Each architecture trains in its own flow run: in this process, or on a work pool's workers.
 
-In ``local`` mode the pipeline calls ``train_model`` as a subflow per model (several at
-once when ``orchestration.concurrency`` allows). In ``workers`` mode it starts one run
+This is the one fan-out over models: the pipeline flow and ``seqpipe train`` both call
+``train_models``. In ``local`` mode it calls ``train_model`` as a subflow per model (several
+at once when ``orchestration.concurrency`` allows). In ``workers`` mode it starts one run
 of the ``train-model`` deployment per model on ``orchestration.work_pool`` and waits:
-the prepared data travels in the pipeline's MLflow run and each model comes back in its
-training run, so a worker needs the code and the tracking server, not this disk.
+the prepared data travels in the pipeline's MLflow run, each model comes back in its
+training run and its summary as a file in the pipeline run, so a worker needs the code
+and the tracking server, not this disk.
 """
 
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,11 +27,8 @@ from flows.tasks import run_step
 from seqpipe import steps
 from seqpipe.config import PipelineConfig, load_config
 from seqpipe.errors import ConfigError
-from seqpipe.tracking.lineage import TAG_PREFIX
-from seqpipe.tracking.store import connect
 
 TRAIN_FLOW_NAME = "seqpipe-train-model"
-TRAINED_TAG = TAG_PREFIX + "trained."
 POLL_SECONDS = 2.0
 
 logger = logging.getLogger(__name__)
@@ -52,9 +50,8 @@ def train_model(name: str, parent_run_id: str, config: dict[str, Any] | None = N
     if cached:
         logger.info(f"[{name}] inputs unchanged: reusing the model of MLflow run {summary['run_id']}")
     result = {**summary, "cached": cached}
-    # Where the parent can read it back from any machine: the pipeline's MLflow run.
-    client, _ = connect(cfg)
-    client.set_tag(parent_run_id, TRAINED_TAG + name, json.dumps(result))
+    # A pipeline on another machine reads it back from there; on this one it is the return value.
+    steps.publish_training_summary(cfg, parent_run_id, result)
     return result
 
 
@@ -110,9 +107,7 @@ def train_on_workers(cfg: PipelineConfig, names: list[str], parent_run_id: str) 
     failed = {name: state.name for name, state in finals.items() if not state.is_completed()}
     if failed:
         raise RuntimeError(f"training flow runs did not complete: {failed} (see them in the Prefect UI)")
-    client, _ = connect(cfg)
-    tags = client.get_run(parent_run_id).data.tags
-    summaries = [json.loads(tags[TRAINED_TAG + name]) for name in names]
+    summaries = [steps.fetch_training_summary(cfg, parent_run_id, name) for name in names]
     for summary in summaries:
         steps.fetch_trained(cfg, summary)
     return summaries

@@ -83,13 +83,21 @@ def train(
     model: Annotated[Optional[list[str]], typer.Option("--model", help="train only this model (repeatable)")] = None,
     conf: ConfOption = DEFAULT_CONF,
 ) -> None:
-    """Train the configured models, each in a child MLflow run of the pipeline's parent run."""
+    """Train the configured models, each in a child MLflow run of the pipeline's parent run.
+
+    The models fan out as the pipeline's do (orchestration.mode: in this process or on a
+    work pool); run as separate processes (one DVC stage per model), the models of one
+    pipeline still meet under one parent run, found by the data, config and code.
+    """
+    from flows.training import train_models
     from seqpipe import steps
 
     cfg = _config(conf)
-    for name in model or []:
+    names = model or [spec.name for spec in cfg.models]
+    for name in names:
         cfg.model(name)  # an unknown name fails before anything trains
-    steps.train_all(cfg, names=model or None)
+    with steps.pipeline_run_of_data(cfg) as parent_run_id:
+        train_models(cfg, names, parent_run_id)
 
 
 @app.command()
@@ -97,7 +105,9 @@ def evaluate(conf: ConfOption = DEFAULT_CONF) -> None:
     """Score the trained models on the test split and print the leaderboard."""
     from seqpipe import steps
 
-    steps.evaluate(_config(conf))
+    cfg = _config(conf)
+    steps.evaluate(cfg)
+    print(f"Leaderboard (test split, ranked by {cfg.evaluation.metric}):\n{steps.leaderboard_markdown(cfg)}")
 
 
 @app.command()
@@ -109,7 +119,10 @@ def backtest(
     """Refit and score the models at several earlier forecast origins (conf: evaluation.backtest)."""
     from seqpipe import steps
 
-    steps.backtest(_config(conf), write_when_off=write_when_off)
+    cfg = _config(conf)
+    steps.backtest(cfg, write_when_off=write_when_off)
+    if cfg.evaluation.backtest.folds:
+        print((steps.Layout.of(cfg).backtest / "summary.md").read_text())
 
 
 @app.command()
@@ -132,8 +145,12 @@ def gate(conf: ConfOption = DEFAULT_CONF) -> None:
 def versions(conf: ConfOption = DEFAULT_CONF) -> None:
     """List the registered versions with their aliases, test metrics, gate outcome and creation time."""
     from seqpipe import steps
+    from seqpipe.evaluation.leaderboard import to_markdown
 
-    steps.versions(_config(conf))
+    cfg = _config(conf)
+    table = steps.versions(cfg)
+    if len(table):
+        print(f"registered model '{cfg.tracking.registered_model}':\n{to_markdown(table)}")
 
 
 @app.command()
@@ -227,16 +244,12 @@ def datasets() -> None:
 @app.command()
 def models() -> None:
     """List the model architectures with their default params (conf/models/<name>.yaml overrides them)."""
-    import dataclasses
     import json
 
-    from seqpipe.evaluation.classical import CLASSICAL
-    from seqpipe.models import ARCHITECTURES
+    from seqpipe.estimators import default_params
 
-    for name, cls in ARCHITECTURES.items():
-        print(f"{name:<16} {json.dumps(dataclasses.asdict(cls.Params()))}")
-    for name, params in CLASSICAL.items():
-        print(f"{name:<16} {json.dumps(dataclasses.asdict(params()))}  (classical reference: scored, never registered)")
+    for name, params in default_params().items():
+        print(f"{name:<16} {json.dumps(params)}")
 
 
 @app.command()

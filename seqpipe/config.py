@@ -8,8 +8,6 @@ Unknown keys are errors, so a typo never silently falls back to a default.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import typing
 from pathlib import Path
@@ -21,6 +19,7 @@ from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fi
 
 from seqpipe import hyperparams
 from seqpipe.errors import ConfigError
+from seqpipe.hashing import short_digest
 
 CONF_ENV = "SEQPIPE_CONF"
 PROFILE_ENV = "SEQPIPE_PROFILE"
@@ -143,19 +142,17 @@ class PrepareConfig(StrictModel):
         return self
 
 
-class TrainingConfig(StrictModel):
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    max_epochs: int = Field(30, gt=0)
-    batch_size: int = Field(256, gt=0)
-    learning_rate: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    patience: int = Field(5, gt=0, description="epochs without validation improvement before stopping")
-    grad_clip: float | None = Field(1.0, gt=0)
-    seed: int = 42
-    num_threads: int | None = Field(None, gt=0, description="torch CPU threads; None uses all cores")
-    progress: bool = True
-    progress_interval: float = Field(30, gt=0, description="seconds between progress lines inside an epoch "
-                                     "when stderr is no terminal (a bar when it is); never changes the weights")
+def _section_schema(cls: type, name: str) -> type[BaseModel]:
+    """A config section from a settings dataclass: its fields, types and defaults, and the bounds in its metadata."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: (hints[f.name], Field(f.default, **{k: v for k, v in f.metadata.items() if k != "description"},
+                                            description=f.metadata.get("description") or None))
+              for f in dataclasses.fields(cls)}
+    return create_model(name, __base__=StrictModel, __doc__=cls.__doc__, **fields)
+
+
+# The training loop's own settings class is the declaration: one set of fields and defaults.
+TrainingConfig = _section_schema(hyperparams.TrainSettings, "TrainingConfig")
 
 
 def _params_schema(cls: type) -> type[BaseModel]:
@@ -417,7 +414,7 @@ class PipelineConfig(StrictModel):
         settings on a laptop or on GPU workers are the same experiment.
         """
         payload = self.model_dump(mode="json", exclude=set(INFRASTRUCTURE))
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        return short_digest(payload)
 
     def payload(self) -> dict[str, Any]:
         """The config as plain data, without this machine's paths: what a remote worker receives."""

@@ -1,4 +1,4 @@
-"""Every architecture's hyper-parameters, as frozen standard-library dataclasses.
+"""Every architecture's hyper-parameters and the training loop's settings, as frozen standard-library dataclasses.
 
 One schema for both sides: ``seqpipe.config`` builds its pydantic models from these
 classes, so ``conf/models/*.yaml`` is typed at load, and ``seqpipe.models`` builds its
@@ -15,7 +15,35 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Literal, Union
+
+
+def _bounded(default: Any, description: str = "", **bounds: float) -> Any:
+    """A field whose value must keep within ``bounds`` (pydantic's gt, ge, ...), checked by the config."""
+    return field(default=default, metadata={"description": description, **bounds})
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How the one training loop runs: ``training`` in conf/pipeline.yaml."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_epochs: int = _bounded(30, gt=0)
+    batch_size: int = _bounded(256, gt=0)
+    learning_rate: float = _bounded(1e-3, gt=0)
+    weight_decay: float = _bounded(0.0, ge=0)
+    patience: int = _bounded(5, "epochs without validation improvement before stopping", gt=0)
+    grad_clip: float | None = _bounded(1.0, gt=0)
+    seed: int = 42
+    num_threads: int | None = _bounded(None, "torch CPU threads; None uses all cores", gt=0)
+    progress: bool = True
+    progress_interval: float = _bounded(30.0, "seconds between progress lines inside an epoch when stderr is no "
+                                        "terminal (a bar when it is); never changes the weights", gt=0)
+
+
+# Settings that change how fast or how visibly a model trains, never what it learns: cache
+# keys and checkpoint signatures leave them out.
+NOT_IN_WEIGHTS = frozenset({"progress", "progress_interval", "num_threads"})
 
 
 @dataclass(frozen=True)

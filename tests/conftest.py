@@ -70,18 +70,6 @@ def write_config(root: Path, source_path: str = "input/sales.csv", **overrides) 
     return conf
 
 
-@pytest.fixture(autouse=True)
-def _cli_logging_undone():
-    """Undo an in-process CLI call's logging setup (its stdout handler, no propagation to the
-    root logger), so that caplog in a later test still sees seqpipe's records."""
-    yield
-    for name in LOGGERS:
-        logger = logging.getLogger(name)
-        for handler in [h for h in logger.handlers if isinstance(h, ConsoleHandler)]:
-            logger.removeHandler(handler)
-            logger.propagate = True
-
-
 def _mlflow_process_uris() -> dict[str, str | None]:
     """MLflow's process-wide URIs as set (None: never set, not the default MLflow would fall back to)."""
     from mlflow.tracking._model_registry import utils as registry_utils
@@ -115,6 +103,18 @@ def no_mlflow_uri_left_behind():
                     + ", ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changed.items()), pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def _cli_logging_undone():
+    """Undo an in-process CLI call's logging setup (its stdout handler, no propagation to the
+    root logger), so that caplog in a later test still sees seqpipe's records."""
+    yield
+    for name in LOGGERS:
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if isinstance(h, ConsoleHandler)]:
+            logger.removeHandler(handler)
+            logger.propagate = True
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     """A project root with conf/ and input/sales.csv; returns the root."""
@@ -129,6 +129,18 @@ def cfg(project: Path):
     from seqpipe.config import load_config
 
     return load_config(project / "conf")
+
+
+def train_all(cfg) -> list[dict]:
+    """Train every configured model under the pipeline run of this data, as one after another in-process.
+
+    The product's fan-out is the flow's (``flows.training.train_models``); tests that only
+    need trained models call the step directly, without a Prefect server.
+    """
+    from seqpipe import steps
+
+    with steps.pipeline_run_of_data(cfg) as parent_run_id:
+        return [steps.train(cfg, spec.name, parent_run_id) for spec in cfg.models]
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

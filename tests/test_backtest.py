@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import HORIZON, LOOKBACK, make_series, run_cli, tree_digest, write_config
+from conftest import HORIZON, LOOKBACK, make_series, run_cli, train_all, tree_digest, write_config
 from seqpipe import steps
 from seqpipe.config import BacktestConfig, load_config
 from seqpipe.data.prepare import load_prepared, prepare_frame
@@ -46,7 +46,7 @@ def _project(root, sales: pd.DataFrame, **backtest):
 def backtested(tmp_path_factory):
     """Trained and evaluated as usual, then backtested; the MLflow runs counted before the backtest."""
     cfg = _project(tmp_path_factory.mktemp("backtest"), _sales())
-    steps.train_all(cfg)
+    train_all(cfg)
     board = steps.evaluate(cfg)
     client, experiment_id = connect(cfg)
     runs_before = len(client.search_runs([experiment_id]))
@@ -222,7 +222,7 @@ def test_cli_backtest_on_data_with_a_gap(project):
         step(cfg)
     result = run_cli("backtest", "--conf", str(project / "conf"), cwd=project)
     assert result.returncode == 0, result.stderr
-    assert "Backtest (2 folds, step 6, ranked by mean mase)" in result.stdout
+    assert "Rolling-origin backtest: 2 folds, origin 6 points earlier per fold" in result.stdout
     assert "fold 2: 1 series end in missing values" in result.stdout
     for name in ("folds.csv", "summary.csv", "summary.md", "metrics.json", "forecasts.parquet"):
         assert (project / "data" / "backtest" / name).is_file()

@@ -1,48 +1,195 @@
-"""AutoETS and AutoTheta: fitted on train + validation, scored beside the others, never registered."""
+"""AutoETS and AutoTheta behind the one estimator interface: scored, registered, gated and served like any model."""
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import mlflow
 import numpy as np
 import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
 from statsforecast import StatsForecast
 from statsforecast.models import AutoETS
 
 import seqpipe.steps as steps
 from seqpipe.config import load_config
 from seqpipe.data.prepare import load_prepared
-from tests.conftest import write_config
+from seqpipe.estimators import load_estimator
+from seqpipe.estimators.statistical import FITTED_FORECASTS
+from seqpipe.tracking import registry
+from seqpipe.tracking.store import mlflow_uris, tracking_uri
+from tests.conftest import HORIZON, make_series, run_cli, train_all, write_config
+
+SERVER_START_SECONDS = 120
 
 
-def test_classical_references_join_the_leaderboard_and_register_skips_them(project, capsys):
-    conf = write_config(project, models=["naive", "auto_ets", "auto_theta"])
-    for arch in ("naive", "auto_ets", "auto_theta"):
+def _direct_auto_ets(values: np.ndarray, season: int, horizon: int) -> np.ndarray:
+    frame = pd.DataFrame({"unique_id": "s", "ds": np.arange(len(values)), "y": values})
+    return StatsForecast(models=[AutoETS(season_length=season)], freq=1).forecast(df=frame, h=horizon)["AutoETS"].to_numpy()
+
+
+def _client(cfg) -> MlflowClient:
+    uri = tracking_uri(cfg)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One project: a torch model registered and promoted first, then AutoETS, AutoTheta and the LSTM trained."""
+    root = tmp_path_factory.mktemp("classical")
+    (root / "input").mkdir()
+    make_series().to_csv(root / "input" / "sales.csv", index=False)
+    conf = write_config(root, models=["lstm", "seasonal_naive", "auto_ets", "auto_theta"])
+    for arch in ("auto_ets", "auto_theta"):
         (conf / "models" / f"{arch}.yaml").write_text(f"arch: {arch}\n")
     cfg = load_config(conf)
-    steps.ingest(cfg)
-    steps.validate(cfg)
-    steps.prepare(cfg)
-    steps.train_all(cfg)
+    for step in (steps.ingest, steps.validate, steps.prepare, train_all):
+        step(cfg)
+    # Production is a torch model first: the classical challenger is gated against it.
+    lstm_conf = root / "conf-lstm"
+    lstm_conf.mkdir()
+    (lstm_conf / "models").mkdir()
+    (lstm_conf / "models" / "lstm.yaml").write_text((conf / "models" / "lstm.yaml").read_text())
+    pipeline = (conf / "pipeline.yaml").read_text().replace("- seasonal_naive\n", "").replace(
+        "- auto_ets\n", "").replace("- auto_theta\n", "")
+    (lstm_conf / "pipeline.yaml").write_text(pipeline)
+    lstm_cfg = load_config(lstm_conf)
+    steps.evaluate(lstm_cfg)
+    steps.promote(lstm_cfg, steps.register(lstm_cfg), "a torch model serves first")
     board = steps.evaluate(cfg)
+    return cfg, board
 
-    assert set(board["model"]) == {"naive", "auto_ets", "auto_theta"}
+
+def test_classical_references_fit_each_series_on_train_and_validation(trained):
+    cfg, board = trained
+    assert set(board["model"]) == {"lstm", "seasonal_naive", "auto_ets", "auto_theta"}
     assert np.isfinite(board[["mase", "smape", "mape"]].to_numpy()).all()
-    # Strongly seasonal data: both seasonal references must beat the flat last value.
-    naive = board.set_index("model").loc["naive", "mase"]
-    assert board.set_index("model").loc[["auto_ets", "auto_theta"], "mase"].max() < naive
-
-    # The stored forecast is AutoETS fitted on exactly the train + validation rows of each series.
+    # The kept forecast is AutoETS fitted on exactly the train + validation rows of each series.
     prepared = load_prepared(steps.Layout.of(cfg).prepared)
     first = prepared.scalers.series_ids[0]
     rows = prepared.frame[(prepared.frame["series_id"] == first) & (prepared.frame["split"] != "test")]
-    direct = StatsForecast(models=[AutoETS(season_length=prepared.spec.season)], freq=1).forecast(
-        df=pd.DataFrame({"unique_id": first, "ds": np.arange(len(rows)), "y": rows["value"].to_numpy()}),
-        h=prepared.spec.horizon)["AutoETS"].to_numpy()
-    stored = np.load(steps.Layout.of(cfg).models / "auto_ets" / steps.CLASSICAL_FORECASTS)
+    direct = _direct_auto_ets(rows["value"].to_numpy(), prepared.spec.season, prepared.spec.horizon)
+    stored = np.load(steps.Layout.of(cfg).models / "auto_ets" / FITTED_FORECASTS)
     np.testing.assert_allclose(stored[0], direct, rtol=1e-9)
     forecasts = pd.read_parquet(steps.Layout.of(cfg).evaluation / "forecasts.parquet")
-    assert len(forecasts[forecasts["model"] == "auto_ets"]) == stored.size
+    np.testing.assert_allclose(forecasts.loc[forecasts["model"] == "auto_ets", "forecast"].to_numpy(), stored.ravel())
 
-    capsys.readouterr()
-    steps.register(cfg)
-    out = capsys.readouterr().out
-    assert board.iloc[0]["arch"] in {"auto_ets", "auto_theta"}
-    assert "cannot be registered; registering naive" in out
-    assert "(naive, test" in out
+
+def test_a_saved_local_model_refits_on_a_new_history(trained):
+    cfg, _ = trained
+    model = load_estimator(steps.Layout.of(cfg).models / "auto_ets")
+    history = make_series(series=2, length=48, seed=3).rename(
+        columns={"store": "series_id", "month": "timestamp", "sales": "value"})
+    from seqpipe.evaluation.forecast import forecast_history
+
+    prepared = load_prepared(steps.Layout.of(cfg).prepared)
+    history["timestamp"] = pd.to_datetime(history["timestamp"], utc=True)
+    served = forecast_history(model, prepared.scalers, history, HORIZON, "MS")
+    for series_id, rows in history.groupby("series_id"):
+        expected = _direct_auto_ets(rows["value"].to_numpy(), prepared.spec.season, HORIZON)
+        np.testing.assert_allclose(served.loc[served["series_id"] == series_id, "mean"].to_numpy(), expected, rtol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def registered(trained):
+    cfg, board = trained
+    version = steps.register(cfg)
+    decision = steps.gate(cfg)
+    return cfg, board, version, decision
+
+
+def test_the_best_model_is_registered_whatever_its_kind(registered):
+    cfg, board, version, _ = registered
+    best = board.iloc[0]
+    assert best["arch"] in {"auto_ets", "auto_theta"}, board  # trend and season: a local model wins here
+    tags = _client(cfg).get_model_version(cfg.tracking.registered_model, version).tags
+    assert tags["seqpipe.arch"] == best["arch"]
+    # The registered pyfunc forecasts the test window exactly as evaluate scored it.
+    prepared = load_prepared(steps.Layout.of(cfg).prepared)
+    history = prepared.frame.loc[prepared.frame["split"] != "test", ["series_id", "timestamp", "value"]]
+    with mlflow_uris(_client(cfg)):
+        loaded = mlflow.pyfunc.load_model(registry.model_uri(cfg.tracking.registered_model, version))
+    served = loaded.predict(history)
+    scored = pd.read_parquet(steps.Layout.of(cfg).evaluation / "forecasts.parquet")
+    np.testing.assert_allclose(served["mean"].to_numpy(),
+                               scored.loc[scored["model"] == best["model"], "forecast"].to_numpy(), rtol=1e-9)
+
+
+def test_the_gate_compares_a_classical_challenger_with_a_torch_production(registered):
+    cfg, _, version, decision = registered
+    assert decision["challenger"] == version
+    assert decision["production"] is not None and decision["production"] != version
+    assert decision["production_score"] is not None and decision["p_value"] is not None
+    client = _client(cfg)
+    production = client.get_model_version(cfg.tracking.registered_model, decision["production"])
+    assert production.tags["seqpipe.arch"] == "lstm"
+
+
+def test_seqpipe_predict_answers_with_the_classical_version(registered, tmp_path):
+    cfg, _, version, _ = registered
+    make_series(series=3).to_csv(tmp_path / "history.csv", index=False)
+    result = run_cli("predict", "--model", version, "--input", str(tmp_path / "history.csv"),
+                     "--output", str(tmp_path / "forecast.csv"), "--conf", str(cfg.conf_dir), cwd=cfg.root)
+    assert result.returncode == 0, result.stderr
+    forecast = pd.read_csv(tmp_path / "forecast.csv")
+    assert len(forecast) == 3 * HORIZON and np.isfinite(forecast["mean"]).all()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_with_the_classical_version(registered, tmp_path):
+    cfg, _, version, _ = registered
+    port = _free_port()
+    log = (tmp_path / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{cfg.tracking.registered_model}/{version}",
+         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(cfg),
+             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            assert time.monotonic() < deadline, "mlflow models serve did not answer"
+            time.sleep(0.5)
+        history = make_series(series=2).rename(columns={"store": "series_id", "month": "timestamp", "sales": "value"})
+        body = json.dumps({"dataframe_split": history.to_dict(orient="split", index=False)}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            predictions = pd.DataFrame(json.loads(response.read())["predictions"])
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=20)
+        log.close()
+    assert len(predictions) == 2 * HORIZON
+    # Over HTTP it answers what the same version forecasts in-process: a refit on the posted history.
+    with mlflow_uris(_client(cfg)):
+        loaded = mlflow.pyfunc.load_model(registry.model_uri(cfg.tracking.registered_model, version))
+    expected = loaded.predict(history.assign(timestamp=pd.to_datetime(history["timestamp"])))
+    np.testing.assert_allclose(predictions["mean"].to_numpy(), expected["mean"].to_numpy(), rtol=1e-9)

@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import HORIZON, LOOKBACK, SEASON, write_config
+from conftest import HORIZON, LOOKBACK, SEASON, train_all, write_config
 from seqpipe import steps
 from seqpipe.config import load_config
 from seqpipe.data.catalog import SeriesSpec
@@ -24,7 +24,8 @@ from seqpipe.data.features import CALENDAR, Features, calendar_channels
 from seqpipe.data.prepare import load_prepared, prepare_frame
 from seqpipe.data.snapshot import read_snapshot
 from seqpipe.errors import ConfigError, PredictionError
-from seqpipe.evaluation.forecast import forecast_history, predict_scaled
+from seqpipe.estimators.neural import NeuralEstimator, predict_scaled
+from seqpipe.evaluation.forecast import forecast_history
 from seqpipe.models import ProblemShape, build_model
 from seqpipe.training import TrainSettings, fit, seed_everything
 
@@ -242,21 +243,21 @@ def test_forecast_history_builds_the_training_channels_and_names_a_missing_covar
     torch.manual_seed(0)
     model = build_model("dlinear", ProblemShape(LOOKBACK, HORIZON, SEASON, features.channels), {}).eval()
     history = prepared.frame.loc[prepared.frame["split"] != "test"].drop(columns="split")
-    served = forecast_history(model, prepared.scalers, history, HORIZON, "MS", features=features,
+    served = forecast_history(NeuralEstimator(model), prepared.scalers, history, HORIZON, "MS", features=features,
                               covariate_scalers=prepared.covariate_scalers)
     direct = prepared.scalers.inverse(predict_scaled(model, prepared.test.x), prepared.test.series)
     np.testing.assert_allclose(served["mean"].to_numpy().reshape(-1, HORIZON), direct, rtol=1e-6)
 
     with pytest.raises(PredictionError, match=r"history is missing covariate columns \['price'\]"):
-        forecast_history(model, prepared.scalers, history.drop(columns="price"), HORIZON, "MS", features=features,
+        forecast_history(NeuralEstimator(model), prepared.scalers, history.drop(columns="price"), HORIZON, "MS", features=features,
                          covariate_scalers=prepared.covariate_scalers)
     broken = history.assign(promo=history["promo"].astype(object))
     broken.loc[broken.index[-1], "promo"] = "yes"
     with pytest.raises(PredictionError, match=r"covariate 'promo': 1 series have missing, non-numeric"):
-        forecast_history(model, prepared.scalers, broken, HORIZON, "MS", features=features,
+        forecast_history(NeuralEstimator(model), prepared.scalers, broken, HORIZON, "MS", features=features,
                          covariate_scalers=prepared.covariate_scalers)
     with pytest.raises(PredictionError, match="reads 5 input channels but was registered with"):
-        forecast_history(model, prepared.scalers, history, HORIZON, "MS")
+        forecast_history(NeuralEstimator(model), prepared.scalers, history, HORIZON, "MS")
 
 
 @pytest.mark.slow
@@ -267,7 +268,7 @@ def test_pipeline_with_covariates_trains_registers_and_predicts(covariate_projec
     pipeline["models"] = ["dlinear"]
     (conf / "pipeline.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     cfg = load_config(conf)
-    for step in (steps.ingest, steps.validate, steps.prepare, steps.train_all):
+    for step in (steps.ingest, steps.validate, steps.prepare, train_all):
         step(cfg)
     board = steps.evaluate(cfg)
     steps.register(cfg)

@@ -9,6 +9,7 @@ import yaml
 from seqpipe import steps
 from seqpipe.config import load_config
 from seqpipe.evaluation.probabilistic import coverage, crps
+from tests.conftest import train_all
 
 
 def test_crps_of_a_point_mass_is_the_absolute_error_and_matches_the_normal_closed_form():
@@ -38,7 +39,7 @@ def test_evaluate_scores_probabilistic_models_and_draws_the_reviewer_plots(proje
     pipeline["models"] = ["seasonal_naive", "cvae"]
     (conf / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
     cfg = load_config(conf)
-    for step in (steps.ingest, steps.validate, steps.prepare, steps.train_all):
+    for step in (steps.ingest, steps.validate, steps.prepare, train_all):
         step(cfg)
     board = steps.evaluate(cfg)
     row = board.set_index("model")
@@ -68,7 +69,7 @@ def test_a_registered_sampling_model_serves_quantiles(project):
     pipeline["models"] = ["cvae"]
     (conf / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
     cfg = load_config(conf)
-    for step in (steps.ingest, steps.validate, steps.prepare, steps.train_all, steps.evaluate):
+    for step in (steps.ingest, steps.validate, steps.prepare, train_all, steps.evaluate):
         step(cfg)
     version = steps.register(cfg)
     client, _ = connect(cfg)

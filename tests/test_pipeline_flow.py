@@ -181,12 +181,11 @@ def test_every_architecture_trains_in_one_flow_run_and_is_tracked(project, prefe
 
     from conftest import write_config
     from seqpipe.config import load_config
-    from seqpipe.models import ARCHITECTURES
-    from seqpipe.evaluation.classical import CLASSICAL
+    from seqpipe.estimators import architectures
     from test_zoo import ZOO
 
     small = {**ZOO, **{arch: ({"hidden_size": 8, "num_layers": 1, "dropout": 0.0}, 0) for arch in ("rnn", "lstm", "gru")}}
-    names = sorted(ARCHITECTURES) + sorted(CLASSICAL)
+    names = sorted(architectures())
     for name in names:
         params = small.get(name, ({}, 0))[0]
         (project / "conf" / "models" / f"{name}.yaml").write_text(yaml.safe_dump({"arch": name, "params": params}))

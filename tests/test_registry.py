@@ -29,7 +29,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from conftest import HORIZON, LOOKBACK, SERIES, make_series, write_config
+from conftest import HORIZON, LOOKBACK, SERIES, make_series, train_all, write_config
 from seqpipe import steps
 from seqpipe.config import PipelineConfig, load_config
 from seqpipe.errors import ConfigError, RegistryError
@@ -136,7 +136,7 @@ def root(tmp_path_factory) -> Path:
     steps.ingest(cfg)
     steps.validate(cfg)
     steps.prepare(cfg)
-    steps.train_all(cfg)
+    train_all(cfg)
     return root
 
 
@@ -210,7 +210,7 @@ def test_identical_forecasts_are_not_promoted(root):
     (conf / "models" / "naive_twin.yaml").write_text("arch: naive\n")
     twin_conf = _conf(root, "conf-twin-train", ["naive_twin"], tracking={"registered_model": name})
     twin_cfg = load_config(twin_conf)
-    steps.train_all(twin_cfg)
+    train_all(twin_cfg)
     first_cfg, first = _register(root, name, WORSE)
     steps.promote(first_cfg, first, "baseline")
     steps.evaluate(twin_cfg)

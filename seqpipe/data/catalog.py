@@ -25,6 +25,16 @@ class SeriesSpec:
     lookback: int
     freq: str | None  # None: integer time steps, no calendar
 
+    @property
+    def min_length(self) -> int:
+        """The shortest series prepare can split: a lookback before validation, then validation and test."""
+        return shortest_splittable(self.lookback, self.horizon)
+
+
+def shortest_splittable(lookback: int, horizon: int) -> int:
+    """A lookback of history before the validation window, then the validation and the test window."""
+    return lookback + 2 * horizon
+
 
 @dataclass(frozen=True)
 class BuiltinDataset:

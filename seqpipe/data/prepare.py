@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from seqpipe.data import CANONICAL_COLUMNS
-from seqpipe.data.catalog import SeriesSpec
+from seqpipe.data.catalog import SeriesSpec, shortest_splittable
 from seqpipe.data.features import (
     Features,
     covariate_scaler_table,
@@ -110,7 +110,7 @@ def _check_inputs(frame: pd.DataFrame, features: Features) -> None:
 
 def _check_lengths(ids: np.ndarray, lengths: np.ndarray, lookback: int, horizon: int) -> None:
     """Every series must afford its validation and test windows, or they would reach into its neighbour."""
-    needed = lookback + 2 * horizon
+    needed = shortest_splittable(lookback, horizon)
     short = ids[lengths < needed]
     if len(short):
         more = f" and {len(short) - SERIES_LISTED} more" if len(short) > SERIES_LISTED else ""

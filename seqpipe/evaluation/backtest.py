@@ -41,18 +41,13 @@ class FoldPlan:
     skipped: tuple[str, ...]  # too short: left out of this fold
 
 
-def min_length(spec: SeriesSpec) -> int:
-    """The shortest series prepare can split: a lookback before validation, then validation and test."""
-    return spec.lookback + 2 * spec.horizon
-
-
 def plan_folds(lengths: pd.Series, spec: SeriesSpec, folds: int, step: int) -> list[FoldPlan]:
     """Which series each fold scores, from the series' lengths (indexed by series id).
 
     Raises ``ValueError`` when a fold would have nothing to score or nothing to train on,
     before any model is fitted.
     """
-    shortest, trainable = min_length(spec), min_length(spec) + spec.horizon
+    shortest, trainable = spec.min_length, spec.min_length + spec.horizon
     plans = []
     for number in range(1, folds + 1):
         cut = (number - 1) * step

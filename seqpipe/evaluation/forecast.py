@@ -1,4 +1,4 @@
-"""Run a forecaster over windows and return forecasts in the data's original units."""
+"""Forecast from a history frame with any estimator: what the registered model serves."""
 
 from __future__ import annotations
 
@@ -6,26 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 
 from seqpipe.data.features import Features, exogenous_channels
 from seqpipe.data.scaling import Scalers
 from seqpipe.errors import PredictionError
-from seqpipe.evaluation.probabilistic import is_probabilistic, sample_forecasts
-from seqpipe.models.base import Forecaster
-
-PREDICT_BATCH = 4096
-
-
-@torch.no_grad()
-def predict_scaled(model: Forecaster, x: np.ndarray) -> np.ndarray:
-    model.eval()
-    device = next(model.parameters(), next(model.buffers(), torch.empty(0))).device
-    outputs = [
-        model(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)).to(device)).float().cpu().numpy()
-        for chunk in np.array_split(x, max(1, int(np.ceil(len(x) / PREDICT_BATCH))))
-    ]
-    return np.concatenate(outputs).astype(np.float64)
+from seqpipe.estimators import Estimator, ForecastInputs
 
 
 def future_timestamps(last: pd.Series, steps: int, freq: str | None) -> np.ndarray:
@@ -77,7 +62,7 @@ def _history_inputs(frame: pd.DataFrame, rows: np.ndarray, ids: np.ndarray, posi
     return np.concatenate([scaled, exogenous.reshape(*rows.shape, -1)], axis=2)
 
 
-def forecast_history(model: Forecaster, scalers: Scalers, history: pd.DataFrame, horizon: int, freq: str | None,
+def forecast_history(model: Estimator, scalers: Scalers, history: pd.DataFrame, horizon: int, freq: str | None,
                      max_listed: int = 10, sampling: QuantileSettings | None = None,
                      features: Features = Features(), covariate_scalers: dict[str, Scalers] | None = None) -> pd.DataFrame:
     """Forecast ``horizon`` steps after the end of each series in a canonical history frame.
@@ -111,8 +96,10 @@ def forecast_history(model: Forecaster, scalers: Scalers, history: pd.DataFrame,
         raise PredictionError(f"{len(short)} series have fewer than {lookback} points of history: {list(short[:max_listed])}")
 
     rows = (starts + lengths - lookback)[:, None] + np.arange(lookback)
-    inputs = _history_inputs(frame, rows, ids, position, scalers, features, covariate_scalers or {}, max_listed)
-    forecast = scalers.inverse(predict_scaled(model, inputs), position)[:, :horizon]
+    windows = _history_inputs(frame, rows, ids, position, scalers, features, covariate_scalers or {}, max_listed)
+    histories = np.split(frame["value"].to_numpy(np.float64), starts[1:])
+    inputs = ForecastInputs(windows, position, histories, scalers)
+    forecast = model.forecast(inputs)[:, :horizon]
     last = frame["timestamp"].iloc[starts + lengths - 1].reset_index(drop=True)
     result = pd.DataFrame({
         "series_id": np.repeat(ids, horizon),
@@ -120,8 +107,8 @@ def forecast_history(model: Forecaster, scalers: Scalers, history: pd.DataFrame,
         "step": np.tile(np.arange(1, horizon + 1), len(ids)),
         "mean": forecast.ravel(),
     })
-    if sampling and sampling.quantiles and is_probabilistic(model):
-        samples = sample_forecasts(model, inputs, position, scalers, sampling.samples, sampling.seed)
+    if sampling and sampling.quantiles and model.probabilistic:
+        samples = model.sample(inputs, sampling.samples, sampling.seed)
         levels = np.quantile(samples[:, :, :horizon], sampling.quantiles, axis=1)
         for level, values in zip(sampling.quantiles, levels):
             result[quantile_column(level)] = values.ravel()

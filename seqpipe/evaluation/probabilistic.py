@@ -3,33 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-
-from seqpipe.data.scaling import Scalers
-from seqpipe.models.base import Forecaster
-
-SAMPLE_BATCH = 1024
-
-
-def is_probabilistic(model: Forecaster) -> bool:
-    return callable(getattr(model, "sample", None))
-
-
-@torch.no_grad()
-def sample_forecasts(model: Forecaster, x: np.ndarray, series: np.ndarray, scalers: Scalers, num_samples: int,
-                     seed: int) -> np.ndarray:
-    """Samples (windows, samples, horizon) in original units, repeatable for a given seed.
-
-    The global torch generator is forked so that evaluating never shifts what training draws.
-    """
-    model.eval()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        chunks = [model.sample(torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32)), num_samples)
-                  .float().numpy().astype(np.float64)
-                  for chunk in np.array_split(x, max(1, int(np.ceil(len(x) / SAMPLE_BATCH))))]
-    scaled = np.concatenate(chunks)
-    return scalers.inverse(scaled, series)
 
 
 def crps(actual: np.ndarray, samples: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Score one forecaster on the test windows: point metrics for all, CRPS and coverage for samplers."""
+"""Score one estimator on the test split: point metrics for all, CRPS and coverage for samplers."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ from typing import Protocol
 
 import numpy as np
 
-from seqpipe.data.prepare import PreparedData, Windows
-from seqpipe.data.scaling import Scalers
-from seqpipe.evaluation.forecast import predict_scaled
+from seqpipe.data.prepare import PreparedData
+from seqpipe.estimators import Estimator, ForecastInputs
 from seqpipe.evaluation.metrics import score, seasonal_scale
-from seqpipe.evaluation.probabilistic import is_probabilistic, probabilistic_scores, sample_forecasts
-from seqpipe.models.base import Forecaster
+from seqpipe.evaluation.probabilistic import probabilistic_scores
+
+
+class ForecastShapeError(ValueError):
+    """A model's forecasts do not fit the split it is scored on (trained for another horizon or data)."""
 
 
 class SamplingSettings(Protocol):
@@ -38,13 +40,15 @@ def scoring_targets(prepared: PreparedData) -> tuple[np.ndarray, np.ndarray]:
     return actual, scale
 
 
-def score_forecaster(model: Forecaster, windows: Windows, scalers: Scalers, actual: np.ndarray, scale: np.ndarray,
-                     settings: SamplingSettings) -> ModelScores:
-    forecast = scalers.inverse(predict_scaled(model, windows.x), windows.series)
+def score_estimator(model: Estimator, inputs: ForecastInputs, actual: np.ndarray, scale: np.ndarray,
+                    settings: SamplingSettings) -> ModelScores:
+    forecast = model.forecast(inputs)
+    if forecast.shape != actual.shape:
+        raise ForecastShapeError(f"forecasts of shape {forecast.shape} do not fit the test split {actual.shape}")
     scores = score(actual, forecast, scale)
-    if not is_probabilistic(model):
+    if not model.probabilistic:
         return ModelScores(scores, forecast, None, None)
-    samples = sample_forecasts(model, windows.x, windows.series, scalers, settings.samples, settings.seed)
+    samples = model.sample(inputs, settings.samples, settings.seed)
     scores |= probabilistic_scores(actual, samples, settings.coverage_levels)
     level = settings.coverage_levels[0] if settings.coverage_levels else None
     if level is None:

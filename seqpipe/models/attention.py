@@ -12,11 +12,10 @@ import torch
 from torch import nn
 
 from seqpipe.hyperparams import TransformerParams
-from seqpipe.models.base import Forecaster
-from seqpipe.models.revin import to_target_units, window_stats
+from seqpipe.models.base import WindowNormalizedForecaster
 
 
-class TransformerForecaster(Forecaster):
+class TransformerForecaster(WindowNormalizedForecaster):
     arch = "transformer"
     Params = TransformerParams
 
@@ -47,8 +46,7 @@ class TransformerForecaster(Forecaster):
         windows = padded.unfold(1, self.patch_len, self.stride)
         return windows.flatten(2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        level, spread = window_stats(x)
-        tokens = self.dropout(self.embed(self.patches((x - level) / spread)) + self.position)
+    def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
+        tokens = self.dropout(self.embed(self.patches(x)) + self.position)
         encoded = self.norm(self.encoder(tokens))
-        return to_target_units(self.head(encoded.flatten(1)), level, spread)
+        return self.head(encoded.flatten(1))

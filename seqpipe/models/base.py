@@ -16,6 +16,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from seqpipe.models.revin import to_target_units, window_stats
+
 from seqpipe.hyperparams import NoParams, parse_as
 
 # What the loop hands to ``training_step``: zero the optimizer's gradients, backpropagate
@@ -72,3 +74,24 @@ class Forecaster(nn.Module):
         over dicts, checked against the dataclass's resolved type hints (seqpipe.hyperparams).
         """
         return parse_as(cls.Params, values, cls.arch)
+
+
+class WindowNormalizedForecaster(Forecaster):
+    """A forecaster whose network sees each window on its own level and spread, its outputs mapped back.
+
+    The per-window normalisation (RevIN, ``seqpipe.models.revin``) is applied here, once,
+    around ``forward_normalized``, which subclasses implement on normalised windows.
+    """
+
+    @property
+    def normalizes_windows(self) -> bool:
+        return True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.normalizes_windows:
+            return self.forward_normalized(x)
+        level, spread = window_stats(x)
+        return to_target_units(self.forward_normalized((x - level) / spread), level, spread)
+
+    def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError

@@ -12,8 +12,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from seqpipe.hyperparams import TCNParams
-from seqpipe.models.base import Forecaster
-from seqpipe.models.revin import to_target_units, window_stats
+from seqpipe.models.base import WindowNormalizedForecaster
 
 
 class _CausalConv(nn.Module):
@@ -40,7 +39,7 @@ class _TemporalBlock(nn.Module):
         return torch.relu(self.body(x) + self.skip(x))
 
 
-class TCNForecaster(Forecaster):
+class TCNForecaster(WindowNormalizedForecaster):
     arch = "tcn"
     Params = TCNParams
 
@@ -53,7 +52,6 @@ class TCNForecaster(Forecaster):
         ))
         self.head = nn.Linear(params.channels, shape.horizon)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        level, spread = window_stats(x)
-        features = self.blocks(((x - level) / spread).transpose(1, 2))
-        return to_target_units(self.head(features[:, :, -1]), level, spread)
+    def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.blocks(x.transpose(1, 2))
+        return self.head(features[:, :, -1])

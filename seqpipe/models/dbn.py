@@ -14,11 +14,11 @@ import torch
 from torch import nn
 
 from seqpipe.hyperparams import DBNParams
-from seqpipe.models.base import EpochBatches, Forecaster
-from seqpipe.models.revin import to_target_units, window_stats
+from seqpipe.models.base import EpochBatches, WindowNormalizedForecaster
+from seqpipe.models.revin import window_stats
 
 
-class DBNForecaster(Forecaster):
+class DBNForecaster(WindowNormalizedForecaster):
     arch = "dbn"
     Params = DBNParams
 
@@ -33,16 +33,11 @@ class DBNForecaster(Forecaster):
         self.visible_biases = nn.ParameterList(nn.Parameter(torch.zeros(size)) for size in sizes[:-1])
         self.head = nn.Linear(sizes[-1], shape.horizon)
 
-    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        level, spread = window_stats(x)
-        hidden = ((x - level) / spread).flatten(1)
+    def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = x.flatten(1)
         for layer in self.layers:
             hidden = torch.sigmoid(layer(hidden))
-        return hidden, level, spread
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden, level, spread = self.features(x)
-        return to_target_units(self.head(hidden), level, spread)
+        return self.head(hidden)
 
     @torch.no_grad()
     def pretrain(self, x: torch.Tensor, y: torch.Tensor, batches: EpochBatches) -> None:

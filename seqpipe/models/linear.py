@@ -13,11 +13,10 @@ import torch
 from torch import nn
 
 from seqpipe.hyperparams import DLinearParams
-from seqpipe.models.base import Forecaster
-from seqpipe.models.revin import to_target_units, window_stats
+from seqpipe.models.base import WindowNormalizedForecaster
 
 
-class DLinearForecaster(Forecaster):
+class DLinearForecaster(WindowNormalizedForecaster):
     arch = "dlinear"
     Params = DLinearParams
 
@@ -38,12 +37,13 @@ class DLinearForecaster(Forecaster):
         trend = nn.functional.avg_pool1d(padded, self.params.moving_average, stride=1)
         return trend, x - trend
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.params.revin:
-            level, spread = window_stats(x)
-            x = (x - level) / spread
+    @property
+    def normalizes_windows(self) -> bool:
+        return self.params.revin
+
+    def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
         trend, remainder = self.decompose(x[:, :, :1].transpose(1, 2))
         forecast = (self.trend(trend) + self.remainder(remainder))[:, 0]
         if self.exogenous is not None:
             forecast = forecast + self.exogenous(x[:, :, 1:].flatten(1))
-        return to_target_units(forecast, level, spread) if self.params.revin else forecast
+        return forecast

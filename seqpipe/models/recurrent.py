@@ -10,11 +10,10 @@ import torch
 from torch import nn
 
 from seqpipe.hyperparams import RecurrentParams
-from seqpipe.models.base import Forecaster
-from seqpipe.models.revin import to_target_units, window_stats
+from seqpipe.models.base import WindowNormalizedForecaster
 
 
-class _Recurrent(Forecaster):
+class _Recurrent(WindowNormalizedForecaster):
     Params = RecurrentParams
     cell: type[nn.Module]
 
@@ -29,10 +28,9 @@ class _Recurrent(Forecaster):
         )
         self.head = nn.Linear(params.hidden_size, shape.horizon)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        level, spread = window_stats(x)
-        encoded, _ = self.encoder((x - level) / spread)
-        return to_target_units(self.head(encoded[:, -1]), level, spread)
+    def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
+        encoded, _ = self.encoder(x)
+        return self.head(encoded[:, -1])
 
 
 class RNNForecaster(_Recurrent):

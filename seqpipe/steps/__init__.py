@@ -8,7 +8,9 @@ Each group lives in its own module; every step is importable from here:
 
 - ``data``: ingest, validate, prepare.
 - ``runs``: the pipeline run's MLflow bookkeeping (open, attach validation, find by key, close).
-- ``training``: train one model or all, and carry prepared data and models through MLflow.
+- ``fitting``: build a configured model from its seed and fit it (training and the backtest share it).
+- ``training``: train one model into its own MLflow run.
+- ``transfer``: carry prepared data and trained models between machines through MLflow.
 - ``evaluation``: score the trained models on the test split, the leaderboard.
 - ``backtesting``: the rolling-origin backtest.
 - ``registry``: register, gate, promote, roll back, list versions, predict.
@@ -29,14 +31,15 @@ from seqpipe.steps.evaluation import EVALUATION_ARTIFACTS, evaluate, leaderboard
 from seqpipe.steps.provenance import lineage, reproduce
 from seqpipe.steps.registry import VERSION_COLUMNS, gate, predict, promote, register, rollback, versions
 from seqpipe.steps.runs import (
-    PIPELINE_KEY_TAG, finish_pipeline_run, pipeline_key, pipeline_run_for, record_decision, record_validation,
+    PIPELINE_KEY_TAG, finish_pipeline_run, pipeline_key, pipeline_run_for, pipeline_run_of_data, record_decision, record_validation,
     start_pipeline_run,
 )
-from seqpipe.steps.scheduled import DRIFT_DIR, check_drift, production_dataset
+from seqpipe.steps.scheduled import DRIFT_DIR, check_drift, production_dataset, retraining_decision
 from seqpipe.steps.synthesis import SYNTHETIC_DIR, synthesize
-from seqpipe.steps.training import (
-    CLASSICAL_FORECASTS, HISTORY_FILE, MODEL_FILES, PREPARED_FILES, PREPARED_TAG, fetch_prepared, fetch_trained,
-    publish_prepared, train, train_all, training_record,
+from seqpipe.steps.training import HISTORY_FILE, PREPARED_TAG, train, training_record
+from seqpipe.steps.transfer import (
+    MODEL_FILES, PREPARED_FILES, fetch_prepared, fetch_trained, fetch_training_summary, publish_prepared,
+    publish_training_summary,
 )
 
 __all__ = [
@@ -45,15 +48,17 @@ __all__ = [
     "DOCS_DIR", "REPORT_FILE", "ingest", "input_features", "prepare", "read_validation", "validate",
     "validation_rules",
     # runs
-    "PIPELINE_KEY_TAG", "finish_pipeline_run", "pipeline_key", "pipeline_run_for", "record_decision",
+    "PIPELINE_KEY_TAG", "finish_pipeline_run", "pipeline_key", "pipeline_run_for", "pipeline_run_of_data", "record_decision",
     "record_validation", "start_pipeline_run",
     # training
-    "CLASSICAL_FORECASTS", "HISTORY_FILE", "MODEL_FILES", "PREPARED_FILES", "PREPARED_TAG", "fetch_prepared",
-    "fetch_trained", "publish_prepared", "train", "train_all", "training_record",
+    "HISTORY_FILE", "PREPARED_TAG", "train", "training_record",
+    # transfer
+    "MODEL_FILES", "PREPARED_FILES", "fetch_prepared", "fetch_trained", "fetch_training_summary", "publish_prepared",
+    "publish_training_summary",
     # evaluation, backtesting
     "EVALUATION_ARTIFACTS", "evaluate", "leaderboard_markdown", "BACKTEST_ARTIFACTS", "backtest",
     # registry
     "VERSION_COLUMNS", "gate", "predict", "promote", "register", "rollback", "versions",
     # scheduled, provenance, synthesis
-    "DRIFT_DIR", "check_drift", "production_dataset", "lineage", "reproduce", "SYNTHETIC_DIR", "synthesize",
+    "DRIFT_DIR", "check_drift", "production_dataset", "retraining_decision", "lineage", "reproduce", "SYNTHETIC_DIR", "synthesize",
 ]

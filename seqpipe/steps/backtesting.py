@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pandas as pd
 
-from seqpipe.config import PipelineConfig
+from seqpipe.config import ModelSpec, PipelineConfig
 from seqpipe.data.catalog import SeriesSpec, series_spec
 from seqpipe.data.prepare import PreparedData, prepare_frame
 from seqpipe.layout import VALIDATED_FILE, Layout
 from seqpipe.errors import ConfigError, DataValidationError
 from seqpipe.evaluation import backtest as bt
-from seqpipe.evaluation.classical import is_classical
 from seqpipe.evaluation.leaderboard import to_markdown
-from seqpipe.evaluation.metrics import score
-from seqpipe.evaluation.scoring import ModelScores, score_forecaster, scoring_targets
+from seqpipe.estimators import FitOptions
+from seqpipe.estimators.inputs import test_inputs
+from seqpipe.evaluation.scoring import ModelScores, score_estimator, scoring_targets
 from seqpipe.io import atomic_dir
 from seqpipe.tracking.runs import log_metrics
 from seqpipe.tracking.store import connect
 from seqpipe.steps.data import _filled, _with_frequency, input_features
 from seqpipe.steps.runs import finish_pipeline_run, pipeline_run_for
-from seqpipe.steps.training import _classical_forecasts, _classical_settings, _fit_on, _seeded_model, training_record
+from seqpipe.steps.fitting import fit_estimator, seeded_estimator
+from seqpipe.steps.training import training_record
+
+log = logging.getLogger(__name__)
 
 BACKTEST_ARTIFACTS = ("folds.csv", "summary.csv", "summary.md", "metrics.json")
 
@@ -42,7 +46,7 @@ def backtest(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_o
         off, summary = bt.empty_result()
         if write_when_off:
             _write_backtest(layout.backtest, off, summary, "The backtest is off (evaluation.backtest.folds = 0).\n")
-        print("backtest off: set evaluation.backtest.folds to run one")
+        log.info("backtest off: set evaluation.backtest.folds to run one")
         return summary
     # Folds start from the validated rows, before any fill: a gap just before a fold's origin
     # must not be interpolated from points after it.
@@ -53,10 +57,7 @@ def backtest(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_o
     step = settings.step or spec.horizon
     models = cfg.backtest_models()
     for model_spec in models:  # a mistyped hyper-parameter fails before any fold is fitted
-        if is_classical(model_spec.arch):
-            _classical_settings(cfg, model_spec.name)
-        else:
-            _seeded_model(cfg, model_spec.name)
+        seeded_estimator(cfg, model_spec)
     try:
         plans = bt.plan_folds(frame.groupby("series_id", sort=True).size(), spec, settings.folds, step)
     except ValueError as exc:
@@ -70,7 +71,8 @@ def backtest(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_o
         result = bt.run_folds(
             frame, plans, [(m.name, m.arch) for m in models],
             prepare=lambda rows, fold: _prepare_fold(cfg, rows, spec, fold),
-            fit_and_score=lambda name, fold_data, fold: _refit_and_score(cfg, name, fold_data, f"{name} fold {fold}"),
+            fit_and_score=lambda name, fold_data, fold: _refit_and_score(cfg, cfg.model(name), fold_data,
+                                                                         f"{name} fold {fold}"),
         )
         summary = bt.summarize(result.folds, cfg.evaluation.metric)
         markdown = to_markdown(summary)
@@ -84,7 +86,8 @@ def backtest(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_o
         raise
     if owned:
         finish_pipeline_run(cfg, parent, succeeded=True)
-    print(f"\nBacktest ({settings.folds} folds, step {step}, ranked by mean {cfg.evaluation.metric}):\n{markdown}")
+    log.info("backtest (%d folds, step %d, ranked by mean %s) written to %s", settings.folds, step,
+             cfg.evaluation.metric, layout.backtest)
     return summary
 
 
@@ -92,8 +95,8 @@ def _prepare_fold(cfg: PipelineConfig, rows: pd.DataFrame, spec: SeriesSpec, fol
     """What ``prepare`` makes of a fold's rows; series its fill cannot complete sit this fold out."""
     filled, unfilled = _filled(cfg, rows)
     if len(unfilled):
-        print(f"[backtest] fold {fold}: {len(unfilled)} series end in missing values that prepare.fill = "
-              f"{cfg.prepare.fill!r} cannot fill without later points; left out of this fold")
+        log.info("[backtest] fold %d: %d series end in missing values that prepare.fill = %r cannot fill without "
+                 "later points; left out of this fold", fold, len(unfilled), cfg.prepare.fill)
         filled = filled[~filled["series_id"].isin(unfilled)].reset_index(drop=True)
     if filled.empty:
         raise DataValidationError(f"backtest fold {fold}: no series is complete after prepare.fill; "
@@ -101,16 +104,12 @@ def _prepare_fold(cfg: PipelineConfig, rows: pd.DataFrame, spec: SeriesSpec, fol
     return prepare_frame(filled, spec, cfg.prepare.scaler, cfg.prepare.window_stride, input_features(cfg))
 
 
-def _refit_and_score(cfg: PipelineConfig, name: str, prepared: PreparedData, label: str) -> ModelScores:
+def _refit_and_score(cfg: PipelineConfig, spec: ModelSpec, prepared: PreparedData, label: str) -> ModelScores:
     """Fit one configured model afresh on ``prepared`` and score its test window: nothing saved, no run."""
     actual, scale = scoring_targets(prepared)
-    if is_classical(cfg.model(name).arch):
-        forecast = _classical_forecasts(cfg, name, _classical_settings(cfg, name), prepared)
-        return ModelScores(score(actual, forecast, scale), forecast, None, None)
-    model = _seeded_model(cfg, name)
-    _fit_on(cfg, model, prepared, label)
-    # Scored on the CPU, as evaluate scores the saved models.
-    return score_forecaster(model.cpu(), prepared.test, prepared.scalers, actual, scale, cfg.evaluation)
+    estimator = seeded_estimator(cfg, spec)
+    fit_estimator(cfg, estimator, prepared, FitOptions(name=label))
+    return score_estimator(estimator, test_inputs(prepared), actual, scale, cfg.evaluation)
 
 
 def _write_backtest(folder: Path, result: bt.BacktestResult, summary: pd.DataFrame, markdown: str) -> None:

@@ -43,7 +43,7 @@ def ingest(cfg: PipelineConfig, source: SourceConfig | None = None) -> Manifest:
 def validation_rules(cfg: PipelineConfig) -> Rules:
     spec, rules = series_spec(cfg.data), cfg.validation
     return Rules(
-        min_length=rules.min_length or spec.lookback + 2 * spec.horizon,
+        min_length=rules.min_length or spec.min_length,
         allowed_missing_ratio=rules.allowed_missing_ratio,
         max_gap_ratio=rules.max_gap_ratio,
         value_min=rules.value_min,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pandas as pd
@@ -11,18 +12,21 @@ from seqpipe.config import PipelineConfig
 from seqpipe.data.prepare import load_prepared
 from seqpipe.layout import Layout
 from seqpipe.errors import ConfigError
-from seqpipe.evaluation.classical import is_classical
 from seqpipe.evaluation.leaderboard import board_metrics, build_leaderboard, to_markdown
-from seqpipe.evaluation.metrics import METRICS, score
+from seqpipe.evaluation.metrics import METRICS
 from seqpipe.evaluation.plots import (
     plot_error_distribution, plot_forecast_vs_actual, plot_metric_by_model, sample_series,
 )
-from seqpipe.evaluation.scoring import ModelScores, score_forecaster, scoring_targets
+from seqpipe.estimators import load_estimator
+from seqpipe.estimators.inputs import test_inputs
+from seqpipe.evaluation.scoring import ForecastShapeError, score_estimator, scoring_targets
 from seqpipe.io import atomic_dir
-from seqpipe.models.persistence import SPEC_FILE, load_model
+from seqpipe.models.persistence import SPEC_FILE
 from seqpipe.tracking.runs import log_metrics
 from seqpipe.tracking.store import connect
-from seqpipe.steps.training import CLASSICAL_FORECASTS, training_record
+from seqpipe.steps.training import training_record
+
+log = logging.getLogger(__name__)
 
 EVALUATION_ARTIFACTS = ("leaderboard.csv", "leaderboard.md", "metrics.json", "forecast_vs_actual.png",
                         "metric_by_model.png", "error_distribution.png")
@@ -41,24 +45,20 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
     ids = prepared.scalers.series_ids
     test_rows = frame[frame["split"] == "test"]
     actual, scale = scoring_targets(prepared)
+    inputs = test_inputs(prepared)
 
     runs, per_series, forecasts = {}, [], []
     for spec in cfg.models:
         model_dir = layout.models / spec.name
-        if not ((model_dir / SPEC_FILE).is_file() or (model_dir / CLASSICAL_FORECASTS).is_file()):
+        if not (model_dir / SPEC_FILE).is_file():
             raise ConfigError(f"{model_dir}: model '{spec.name}' has not been trained; run `seqpipe train` first")
         record = training_record(cfg, spec.name)
         if record:
             runs[spec.name] = record
-        if is_classical(spec.arch):
-            forecast = np.load(model_dir / CLASSICAL_FORECASTS)
-            if forecast.shape != actual.shape:
-                raise ConfigError(f"{model_dir}: forecasts of shape {forecast.shape} do not fit the test split "
-                                  f"{actual.shape}; run `seqpipe train` again")
-            scored = ModelScores(score(actual, forecast, scale), forecast, None, None)
-        else:
-            scored = score_forecaster(load_model(model_dir), prepared.test, prepared.scalers, actual, scale,
-                                      cfg.evaluation)
+        try:
+            scored = score_estimator(load_estimator(model_dir), inputs, actual, scale, cfg.evaluation)
+        except ForecastShapeError as exc:
+            raise ConfigError(f"{model_dir}: {exc}; run `seqpipe train --model {spec.name}` again") from None
         per_series.append(pd.DataFrame({"model": spec.name, "arch": spec.arch, "series_id": ids, **scored.scores}))
         forecasts.append(test_rows[["series_id", "timestamp"]].assign(
             model=spec.name, forecast=scored.forecast.ravel(), actual=actual.ravel(),
@@ -83,9 +83,10 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
     if runs:
         _log_evaluation(cfg, board, runs, parent_run_id)
     else:
-        print("no MLflow training runs recorded for these models here (pulled from a DVC remote?): "
-              "the leaderboard is written to data/evaluation only")
-    print(f"\nLeaderboard (test split, {len(ids)} series, horizon {horizon}, ranked by {cfg.evaluation.metric}):\n{markdown}")
+        log.info("no MLflow training runs recorded for these models here (pulled from a DVC remote?): "
+                 "the leaderboard is written to data/evaluation only")
+    log.info("leaderboard (test split, %d series, horizon %d, ranked by %s) written to %s", len(ids), horizon,
+             cfg.evaluation.metric, layout.evaluation)
     return board
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,10 +18,8 @@ from seqpipe.data.prepare import COVARIATE_SCALERS_FILE, SCALERS_FILE, PreparedD
 from seqpipe.data.sources import read_table
 from seqpipe.layout import Layout
 from seqpipe.errors import ConfigError, PredictionError, RegistryError, SeqpipeError
-from seqpipe.evaluation.classical import is_classical
 from seqpipe.evaluation.forecast import QuantileSettings
 from seqpipe.evaluation.gate import GateDecision, decide, diebold_mariano, step_losses
-from seqpipe.evaluation.leaderboard import to_markdown
 from seqpipe.evaluation.metrics import METRICS, score
 from seqpipe.evaluation.scoring import scoring_targets
 from seqpipe.io import write_json, write_table
@@ -33,25 +32,18 @@ from seqpipe.tracking.registry import rollback as roll_back_production
 from seqpipe.tracking.store import connect, mlflow_uris, tracking_uri
 from seqpipe.steps.training import training_record
 
-def register(cfg: PipelineConfig) -> str:
-    """Register the best registrable model as a new model version with the alias ``challenger``.
+log = logging.getLogger(__name__)
 
-    Classical references rank on the leaderboard but are not torch forecasters, so the
-    best model below them is registered instead, and the log says so. Retrying is safe:
-    the winner's training run keeps the version it already has.
+
+def register(cfg: PipelineConfig) -> str:
+    """Register the leaderboard's best model, whatever its kind, as a new version with the alias ``challenger``.
+
+    Retrying is safe: the winner's training run keeps the version it already has.
     """
     client, _ = connect(cfg)  # an unreachable store fails here, before anything is logged
     layout = Layout.of(cfg)
     board = pd.read_csv(layout.evaluation / "leaderboard.csv")
-    registrable = board[~board["arch"].map(is_classical)]
-    if registrable.empty:
-        raise RegistryError(f"{layout.evaluation / 'leaderboard.csv'} lists only classical references, "
-                            "which cannot be registered: configure at least one neural or baseline model")
-    best = registrable.iloc[0]
-    top = board.iloc[0]
-    if top["model"] != best["model"]:
-        print(f"note: {top['model']} (classical, test {cfg.evaluation.metric} {top[cfg.evaluation.metric]:.4f}) tops "
-              f"the leaderboard but cannot be registered; registering {best['model']} (rank {best['rank']})")
+    best = board.iloc[0]
     run = training_record(cfg, best["model"])
     if run is None:
         raise RegistryError(f"no MLflow training run is recorded here for the model now in {layout.models / best['model']}; "
@@ -76,7 +68,7 @@ def register(cfg: PipelineConfig) -> str:
                            layout.prepared / COVARIATE_SCALERS_FILE if prepared.covariate_scalers else None),
             tags,
         )
-    print(f"registered {cfg.tracking.registered_model} version {version} ({best['model']}, "
+    log.info(f"registered {cfg.tracking.registered_model} version {version} ({best['model']}, "
           f"test {cfg.evaluation.metric} {best[cfg.evaluation.metric]:.4f}) with alias 'challenger'")
     return version
 
@@ -147,7 +139,7 @@ def gate(cfg: PipelineConfig) -> dict:
         raise RegistryError(f"registered model '{name}' has no '{CHALLENGER}' version; run `seqpipe register` first")
     production = alias_version(client, name, PRODUCTION)
     if production == challenger:
-        print(f"gate: version {challenger} is already '{PRODUCTION}'; nothing to decide")
+        log.info(f"gate: version {challenger} is already '{PRODUCTION}'; nothing to decide")
         return {"challenger": challenger, "production": production, "passed": False, "action": "already production"}
 
     history, actual, scale = _test_split(cfg)
@@ -168,7 +160,7 @@ def gate(cfg: PipelineConfig) -> dict:
     for key, value in tags.items():
         client.set_model_version_tag(name, challenger, key, value)
     p_value = "n/a" if test is None else f"{test.p_value:.4g}"
-    print(f"gate: challenger v{challenger} {metric} {challenger_score:.4f} vs production "
+    log.info(f"gate: challenger v{challenger} {metric} {challenger_score:.4f} vs production "
           f"{'none' if production is None else f'v{production} {production_score:.4f}'}; DM p-value {p_value} "
           f"({settings.loss} loss) -> {'pass' if decision.promote else 'fail'}: {decision.reason}; {action}")
     if action == "promoted":
@@ -189,7 +181,7 @@ def promote(cfg: PipelineConfig, version: str | None, reason: str, challenger: b
         if version is None:
             raise RegistryError(f"registered model '{name}' has no '{CHALLENGER}' version")
     record = move_production(client, name, str(version), reason)
-    print(f"production: version {record['from']} -> {record['to']} by {record['by']} at {record['at']} ({reason})")
+    log.info(f"production: version {record['from']} -> {record['to']} by {record['by']} at {record['at']} ({reason})")
     return record
 
 
@@ -197,7 +189,7 @@ def rollback(cfg: PipelineConfig, reason: str) -> dict:
     """Move ``production`` back to the version the current one replaced."""
     client, _ = connect(cfg)
     record = roll_back_production(client, cfg.tracking.registered_model, reason)
-    print(f"production rolled back: version {record['from']} -> {record['to']} by {record['by']} "
+    log.info(f"production rolled back: version {record['from']} -> {record['to']} by {record['by']} "
           f"at {record['at']} ({reason})")
     return record
 
@@ -211,7 +203,7 @@ def versions(cfg: PipelineConfig) -> pd.DataFrame:
     name = cfg.tracking.registered_model
     found = list_versions(client, name)
     if not found:
-        print(f"registered model '{name}' has no versions yet; run `seqpipe register`")
+        log.info("registered model '%s' has no versions yet; run `seqpipe register`", name)
         return pd.DataFrame(columns=list(VERSION_COLUMNS))
     aliases = aliases_of(client, name)
     rows = [{
@@ -223,7 +215,6 @@ def versions(cfg: PipelineConfig) -> pd.DataFrame:
         "created": datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc).isoformat(timespec="seconds"),
     } for v in found]
     table = pd.DataFrame(rows, columns=list(VERSION_COLUMNS))
-    print(f"registered model '{name}':\n{to_markdown(table)}")
     return table
 
 
@@ -256,5 +247,5 @@ def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path
     except MlflowException as exc:
         raise PredictionError(f"{input_path}: {exc.message}") from None
     write_table(forecast, output_path)
-    print(f"wrote {len(forecast)} forecasts for {forecast['series_id'].nunique()} series to {output_path} ({uri})")
+    log.info(f"wrote {len(forecast)} forecasts for {forecast['series_id'].nunique()} series to {output_path} ({uri})")
     return forecast

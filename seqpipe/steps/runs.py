@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Iterator
 
 from seqpipe.config import PipelineConfig
@@ -16,6 +17,8 @@ from seqpipe.tracking.lineage import TAG_PREFIX, git_state, lineage_tags
 from seqpipe.tracking.runs import create_run, finish_run
 from seqpipe.tracking.store import connect
 from seqpipe.steps.data import DOCS_DIR, REPORT_FILE, read_validation
+
+log = logging.getLogger(__name__)
 
 PIPELINE_KEY_TAG = TAG_PREFIX + "pipeline_key"
 
@@ -126,7 +129,7 @@ def record_decision(cfg: PipelineConfig, run_id: str, decision: str, reason: str
     client, _ = connect(cfg)
     client.set_tag(run_id, TAG_PREFIX + "decision", decision)
     client.set_tag(run_id, TAG_PREFIX + "decision_reason", reason)
-    print(f"decision: {decision} ({reason})")
+    log.info("decision: %s (%s)", decision, reason)
 
 
 @contextlib.contextmanager

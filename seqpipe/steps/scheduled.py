@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-
 import pandas as pd
 
 from seqpipe.config import PipelineConfig
@@ -11,6 +10,7 @@ from seqpipe.data.catalog import series_spec
 from seqpipe.data.drift import DriftReport, detect_drift
 from seqpipe.data.snapshot import SNAPSHOTS, read_snapshot
 from seqpipe.layout import Layout
+from seqpipe.steps.runs import record_decision
 from seqpipe.io import write_json
 from seqpipe.tracking.lineage import TAG_PREFIX
 from seqpipe.tracking.registry import PRODUCTION, alias_version
@@ -54,3 +54,25 @@ def check_drift(cfg: PipelineConfig, reference_md5: str, run_id: str | None = No
         log_metrics(client, run_id, {"drift_series_tested": report.tested, "drift_series_drifted": report.drifted,
                                      "drift_share": report.drifted_share, "drift_mean_psi": report.mean_psi})
     return report
+
+
+def retraining_decision(cfg: PipelineConfig, run_id: str, dataset_md5: str, scheduled: bool) -> str | None:
+    """Compare the new snapshot with production's and record the decision on ``run_id``; the reason to stop, if any.
+
+    A scheduled run stops on the data production was trained on (``schedule.skip_unchanged``);
+    one that was asked for retrains anyway; new data is checked for drift first.
+    """
+    reference = production_dataset(cfg)
+    if reference is None:
+        record_decision(cfg, run_id, "retrain", "no production model yet")
+        return None
+    if reference == dataset_md5:
+        if scheduled and cfg.schedule.skip_unchanged:
+            record_decision(cfg, run_id, "skip", f"data {dataset_md5} is what production was trained on")
+            return "unchanged data"
+        record_decision(cfg, run_id, "retrain", "data unchanged, but retraining was asked for")
+        return None
+    drift = check_drift(cfg, reference, run_id)
+    reason = f"new data {dataset_md5} (production: {reference})" + (f"; {drift.summary()}" if drift else "")
+    record_decision(cfg, run_id, "retrain", reason)
+    return None

@@ -1,7 +1,8 @@
 """The registered model, logged "from code": MLflow stores this file, not a pickle.
 
-Loading reads a JSON spec, a state dict (``weights_only``) and scaler tables (Parquet),
-so loading a registered version never unpickles arbitrary objects. The model config
+Loading reads a JSON spec, a state dict (``weights_only``) or a local model's arrays,
+and scaler tables (Parquet), so loading a registered version never unpickles arbitrary
+objects; a local model refits on the history it is asked to forecast from. The model config
 names the covariates and calendar features the model reads; versions registered
 before those existed read none.
 """
@@ -17,12 +18,12 @@ from mlflow.models import set_model
 from seqpipe.data.features import Features, covariate_scalers_from
 from seqpipe.data.scaling import Scalers
 from seqpipe.evaluation.forecast import QuantileSettings, forecast_history
-from seqpipe.models.persistence import load_model
+from seqpipe.estimators import load_estimator
 
 
 class SeqpipeForecaster(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        self.model = load_model(Path(context.artifacts["model"]))
+        self.model = load_estimator(Path(context.artifacts["model"]))
         self.scalers = Scalers.from_frame(pd.read_parquet(context.artifacts["scalers"]))
         config = context.model_config or {}
         self.freq = config.get("freq")

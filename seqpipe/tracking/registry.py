@@ -27,7 +27,7 @@ from seqpipe.data.features import Features, covariate_scalers_from
 from seqpipe.data.scaling import Scalers
 from seqpipe.errors import RegistryError
 from seqpipe.evaluation.forecast import QuantileSettings, forecast_history
-from seqpipe.models.persistence import load_model
+from seqpipe.estimators import load_estimator
 from seqpipe.tracking.runs import active_run
 from seqpipe.tracking.store import mlflow_uris
 
@@ -86,7 +86,7 @@ def log_and_register(client: MlflowClient, run_id: str, name: str, artifacts: Mo
 
 
 def _register(client: MlflowClient, run_id: str, name: str, artifacts: ModelArtifacts, tags: dict[str, str]) -> str:
-    model = load_model(artifacts.model_dir)
+    model = load_estimator(artifacts.model_dir)
     scalers = Scalers.from_frame(pd.read_parquet(artifacts.scalers))
     covariate_scalers = (covariate_scalers_from(pd.read_parquet(artifacts.covariate_scalers))
                          if artifacts.covariate_scalers else {})
@@ -108,7 +108,7 @@ def _register(client: MlflowClient, run_id: str, name: str, artifacts: ModelArti
                           "features": artifacts.features.to_dict()},
             signature=signature,
             input_example=artifacts.example,
-            pip_requirements=SERVING_REQUIREMENTS,
+            pip_requirements=[*SERVING_REQUIREMENTS, *model.requirements],
         )
     with mlflow_uris(client):
         version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)

@@ -22,28 +22,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from seqpipe.hyperparams import TrainSettings
 from seqpipe.models.base import Forecaster
 
 LR_DECAY_FACTOR = 0.5
 LR_DECAY_PATIENCE = 2
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    max_epochs: int = 30
-    batch_size: int = 256
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    patience: int = 5
-    grad_clip: float | None = 1.0
-    seed: int = 42
-    device: str = "auto"
-    num_threads: int | None = None
-    progress: bool = True
-    # Seconds between progress lines inside an epoch when stderr is no terminal (a bar when it is).
-    progress_interval: float = 30.0
 
 
 @dataclass(frozen=True)
