@@ -1,7 +1,8 @@
 """Prefect tasks around the step functions: retries for transient failures, content-keyed caching.
 
 A cached step is keyed on ``seqpipe.fingerprint.step_inputs``: the content of the files
-it reads, the config that shapes it and the seqpipe code, never on in-memory objects.
+it reads, the config that shapes it and the code that computes it, never on in-memory
+objects; what those are, its stage in dvc.yaml declares, so DVC reruns it for the same changes.
 The cache is kept under ``orchestration.cache_dir`` in the project, so it survives
 across flow runs with or without a Prefect server. A cache hit is only trusted while
 the step's output files are as the cached run left them; otherwise the step reruns.
@@ -31,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class StepInputs(CachePolicy):
-    """Cache key: the step's input digest (None, i.e. no caching, when it cannot be known)."""
+    """Cache key: the digest of the inputs the step's dvc.yaml stage declares (None, i.e. no caching, when unknown)."""
 
     step: str = ""
 
