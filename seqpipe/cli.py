@@ -42,6 +42,9 @@ def _config(conf: Path):
     # Before anything imports Prefect, which reads its settings once per process.
     if cfg.orchestration.prefect_api_url:
         os.environ.setdefault("PREFECT_API_URL", cfg.orchestration.prefect_api_url)
+    # As often as the crash automation of `seqpipe deploy` expects them (flows/deployment.py); the config
+    # wins over the environment, so that the two agree. Flow runs that this process starts inherit it.
+    os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(cfg.orchestration.heartbeat_seconds)
     return cfg
 
 

@@ -335,10 +335,25 @@ class OrchestrationConfig(StrictModel):
     training_timeout: float | None = Field(
         None, gt=0, description="workers mode: seconds to wait for one model's flow run; None waits"
     )
+    heartbeat_seconds: int = Field(
+        30, ge=30, description="seconds between a running flow run's heartbeats (seqpipe's commands set "
+                               "PREFECT_FLOWS_HEARTBEAT_FREQUENCY from it; Prefect's minimum is 30)"
+    )
+    heartbeat_timeout: float = Field(
+        300, ge=10, description="a seqpipe flow run with no heartbeat for this many seconds is marked Crashed "
+                                "(the automation `seqpipe deploy` creates); more than heartbeat_seconds"
+    )
     retries: int = Field(2, ge=0, description="retries of a step that failed for a transient reason")
     retry_delay: float = Field(2.0, ge=0, description="seconds before the first retry; doubles per retry")
     cache: bool = Field(True, description="skip a step whose input files, config and code are unchanged")
     cache_dir: str = ".seqpipe/cache"
+
+    @model_validator(mode="after")
+    def _timeout_outlasts_heartbeat(self) -> OrchestrationConfig:
+        if self.heartbeat_timeout <= self.heartbeat_seconds:
+            raise ValueError(f"orchestration.heartbeat_timeout ({self.heartbeat_timeout}) must be longer than "
+                             f"orchestration.heartbeat_seconds ({self.heartbeat_seconds}), or every run is marked Crashed")
+        return self
 
 
 class ServersConfig(StrictModel):

@@ -9,6 +9,7 @@ SEQPIPE_REQUIRE_POSTGRES=1 (CI sets it) turns the skip into a failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -21,15 +22,19 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import REPO, copy_project_code, make_series, run_cli, write_config
+from processes import group_members, kill_group
 
 pytestmark = pytest.mark.slow
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+# Heartbeats every 30 s (Prefect's minimum); a run silent for 60 s is marked Crashed.
+HEARTBEAT_SECONDS, HEARTBEAT_TIMEOUT = 30, 60
 
 
 def _postgres_or_skip() -> None:
@@ -135,7 +140,8 @@ def stack(tmp_path_factory):
     servers = {"mlflow_port": mlflow_port, "prefect_port": prefect_port,
                "mlflow_backend_store_uri": f"{POSTGRES}/{databases[0]}",
                "prefect_database_url": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{databases[1]}"}
-    write_config(root, servers=servers, orchestration={"retries": 0})
+    write_config(root, servers=servers, orchestration={"retries": 0, "heartbeat_seconds": HEARTBEAT_SECONDS,
+                                                       "heartbeat_timeout": HEARTBEAT_TIMEOUT})
     copy_project_code(root)
     shutil.copy(REPO / "prefect.yaml", root / "prefect.yaml")
     shutil.copytree(REPO / "conf" / "profiles", root / "conf" / "profiles")
@@ -183,6 +189,52 @@ def _lstm_training_run(stack: Stack, run: subprocess.CompletedProcess) -> str:
                                   f"tags.`mlflow.parentRunId` = '{match[1]}' and tags.`mlflow.runName` = 'lstm'")
     assert len(children) == 1, f"pipeline run {match[1]} has {len(children)} lstm training runs"
     return children[0].info.run_id
+
+
+def _running_flow_runs(stack: Stack, flow_name: str) -> list:
+    from prefect.client.schemas.filters import (
+        FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    async def read(client):
+        return await client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))))
+
+    return stack.prefect(read)
+
+
+def _flow_run_pid(flow_run) -> int:
+    """The process a worker started for the flow run, as Prefect recorded it ("pid", or "host:pid")."""
+    assert flow_run.infrastructure_pid, f"flow run {flow_run.name} has no infrastructure_pid"
+    return int(str(flow_run.infrastructure_pid).rsplit(":", 1)[-1])
+
+
+def _wait_until_crashed(stack: Stack, flow_runs: list, killed_at: float, timeout: float) -> dict[str, float]:
+    """Poll until each flow run is Crashed, at most ``timeout`` s after ``killed_at`` (epoch seconds).
+
+    Seconds from the kill to each Crashed state, by flow run name.
+    """
+    from flows.deployment import CRASH_AUTOMATION
+    from prefect.client.schemas.objects import StateType
+
+    async def states(client):
+        return {run.name: (await client.read_flow_run(run.id)).state for run in flow_runs}
+
+    while True:
+        current = stack.prefect(states)
+        if all(state.type == StateType.CRASHED for state in current.values()):
+            break
+        waited = time.time() - killed_at
+        assert waited < timeout, (
+            f"{waited:.0f} s after the kill, the killed flow runs are {({n: s.name for n, s in current.items()})}, "
+            f"not all Crashed: the automation '{CRASH_AUTOMATION}' should mark a run with no heartbeat for "
+            f"{HEARTBEAT_TIMEOUT} s (orchestration.heartbeat_timeout) Crashed")
+        time.sleep(2)
+    for name, state in current.items():  # the automation's own message: not the worker, not a rerun
+        assert CRASH_AUTOMATION in (state.message or ""), f"{name} was marked {state.name} by someone else: {state.message}"
+    return {name: state.timestamp.timestamp() - killed_at for name, state in current.items()}
 
 
 def test_pipeline_trains_on_a_worker_and_tracks_in_postgres(stack):
@@ -266,12 +318,32 @@ def test_killed_worker_rerun_completes_without_duplicate_versions(stack):
             assert time.monotonic() < deadline, "training never wrote a checkpoint"
             assert pipeline.poll() is None, "the pipeline ended before the worker could be killed"
             time.sleep(0.5)
+        # The process that trains is the flow run's, which Prefect's process worker starts in a
+        # session of its own: killing the worker's process group alone would leave it training.
+        from flows.pipeline import FLOW_NAME
+        from flows.training import TRAIN_FLOW_NAME
+
+        [training_run] = _running_flow_runs(stack, TRAIN_FLOW_NAME)
+        [pipeline_run] = _running_flow_runs(stack, FLOW_NAME)
+        training_pid = _flow_run_pid(training_run)
+        assert training_pid in {p.pid for p in psutil.Process(worker.pid).children(recursive=True)}, \
+            f"flow run {training_run.name}'s process {training_pid} is not the worker's"
+        training_group = os.getpgid(training_pid)
+        training = group_members(training_group)
+        print(f"worker: pid {worker.pid}, session {os.getsid(worker.pid)}; flow run {training_run.name}: "
+              f"pid {training_pid}, group {training_group}, session {os.getsid(training_pid)}, "
+              f"{len(training)} processes")
+        killed_at = time.time()
+        # The worker first, so that it cannot report its flow run's death; then the training
+        # itself, mid-epoch, and the pipeline that waited for it. Each is gone before the rerun.
+        kill_group(worker.pid, "the worker")
+        kill_group(training_group, f"flow run {training_run.name} (pid {training_pid})", members=training)
+        kill_group(pipeline.pid, "the pipeline")
     finally:
-        # The worker dies with the flow run it was executing, mid-training; so does the pipeline that waited.
-        os.killpg(worker.pid, signal.SIGKILL)
-        os.killpg(pipeline.pid, signal.SIGKILL)
-        worker.wait()
-        pipeline.wait()
+        for process in (worker, pipeline):  # after a failed assertion above; gone already otherwise
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
     assert checkpoint.is_file()
 
     rerun, worker = stack.cli_with_worker("run")
@@ -290,3 +362,12 @@ def test_killed_worker_rerun_completes_without_duplicate_versions(stack):
     again = stack.cli("register")
     assert again.returncode == 0, again.stderr
     assert _registered_versions(stack) == after
+
+    # The killed flow runs sent no more heartbeats: the automation `seqpipe deploy` created marks
+    # them Crashed (Prefect evaluates proactive triggers every 5 s), not Running forever.
+    polled_from = time.time()
+    delays = _wait_until_crashed(stack, [training_run, pipeline_run], killed_at,
+                                 timeout=HEARTBEAT_SECONDS + HEARTBEAT_TIMEOUT + 60)
+    print(f"killed flow runs marked Crashed {({n: round(d) for n, d in delays.items()})} s after the kill "
+          f"(heartbeat {HEARTBEAT_SECONDS} s, timeout {HEARTBEAT_TIMEOUT} s); "
+          f"the test waited {time.time() - polled_from:.0f} s for it after the rerun")

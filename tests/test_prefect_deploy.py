@@ -1,4 +1,4 @@
-"""`seqpipe deploy` creates the work pools and the deployments of prefect.yaml, cron and pools taken from conf/."""
+"""`seqpipe deploy` creates the work pools, the deployments of prefect.yaml and the crash automation, from conf/."""
 
 import asyncio
 import os
@@ -15,6 +15,8 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_project_code, run_cli
+from flows.deployment import CRASH_AUTOMATION, ensure_crash_automation
+from seqpipe.config import load_config
 from seqpipe.environment import quiet_environment
 
 pytestmark = pytest.mark.slow
@@ -51,14 +53,14 @@ def prefect_api(tmp_path):
         server.wait(timeout=30)
 
 
-def test_deploy_uses_the_configured_cron(project, prefect_api):
+def test_deploy_uses_the_configured_cron_pools_and_heartbeat_timeout(project, prefect_api):
     url, env = prefect_api
     copy_project_code(project)
     shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
     conf = project / "conf" / "pipeline.yaml"
     config = yaml.safe_load(conf.read_text())
     config["schedule"] = {"cron": "15 4 * * 2", "timezone": "Europe/Paris"}
-    config["orchestration"] = {"retrain_pool": "retrain-pool", "work_pool": "gpu-pool"}
+    config["orchestration"] = {"retrain_pool": "retrain-pool", "work_pool": "gpu-pool", "heartbeat_timeout": 120}
     conf.write_text(yaml.safe_dump(config))
     env = {**env, "PREFECT_API_URL": url}
     deployed = run_cli("deploy", "--conf", str(project / "conf"), cwd=project, env=env)
@@ -71,11 +73,12 @@ def test_deploy_uses_the_configured_cron(project, prefect_api):
         async with get_client() as client:
             return (await client.read_deployment_by_name("seqpipe-retrain/retrain"),
                     await client.read_deployment_by_name("seqpipe-train-model/train-model"),
-                    {pool.name: pool.type for pool in await client.read_work_pools()})
+                    {pool.name: pool.type for pool in await client.read_work_pools()},
+                    await client.read_automations_by_name(CRASH_AUTOMATION))
 
     # Prefect reads its settings once per process; the environment alone would not redirect it.
     with temporary_settings(updates={PREFECT_API_URL: url}):
-        retrain, train, pools = asyncio.run(read())
+        retrain, train, pools, automations = asyncio.run(read())
     [schedule] = retrain.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("15 4 * * 2", "Europe/Paris")
     assert retrain.parameters["scheduled"] is True
@@ -83,3 +86,23 @@ def test_deploy_uses_the_configured_cron(project, prefect_api):
     assert pools == {"retrain-pool": "process", "gpu-pool": "process"}  # deploy created both
     assert not train.schedules
     assert retrain.pull_steps[0]["flows.deploy_steps.enter_project"]["default"] == str(Path(project))
+
+    # The automation that marks a seqpipe flow run without heartbeats Crashed, with the config's timeout.
+    [automation] = automations
+    trigger = automation.trigger
+    assert automation.enabled
+    assert (trigger.posture, trigger.threshold, trigger.within.total_seconds()) == ("Proactive", 1, 120)
+    assert trigger.after == {"prefect.flow-run.heartbeat"}
+    assert trigger.expect == {"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                              "prefect.flow-run.Crashed", "prefect.flow-run.Cancelled"}
+    assert trigger.for_each == {"prefect.resource.id"}
+    assert trigger.match_related.model_dump()["prefect.resource.name"] == ["seqpipe-retrain", "seqpipe-train-model"]
+    [action] = automation.actions
+    assert (action.type, action.state) == ("change-flow-run-state", "CRASHED")
+    # Deploying again with another timeout updates that one automation, by name; no twin.
+    config["orchestration"]["heartbeat_timeout"] = 240
+    conf.write_text(yaml.safe_dump(config))
+    with temporary_settings(updates={PREFECT_API_URL: url}):
+        assert ensure_crash_automation(load_config(project / "conf")) == "updated"
+        *_, again = asyncio.run(read())
+    assert [(a.id, a.trigger.within.total_seconds()) for a in again] == [(automation.id, 240)]
