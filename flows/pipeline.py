@@ -20,6 +20,7 @@ from flows.tasks import plain_task, run_step
 from flows.training import train_models
 from seqpipe import steps
 from seqpipe.config import PipelineConfig, load_config
+from seqpipe.locking import project_lock
 
 FLOW_NAME = "seqpipe-retrain"
 
@@ -110,7 +111,9 @@ def retrain(conf_dir: str = "conf", scheduled: bool = False) -> dict[str, Any]:
     production was trained on (``schedule.skip_unchanged``).
     """
     cfg = load_config(conf_dir)
-    return run_pipeline(cfg, str(flow_run.id) if flow_run.id else None, scheduled)
+    # One run at a time per data folder; `seqpipe run` holds it already, a deployment's run takes it here.
+    with project_lock(cfg, f"flow {FLOW_NAME} (flow run {flow_run.id})"):
+        return run_pipeline(cfg, str(flow_run.id) if flow_run.id else None, scheduled)
 
 
 def serve(cfg: PipelineConfig, conf_dir: str) -> None:

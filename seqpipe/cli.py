@@ -6,6 +6,7 @@ answer without loading torch, MLflow and Great Expectations.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import click
 import typer
 
 from seqpipe.environment import apply_quiet_defaults, configure_logging
-from seqpipe.errors import SeqpipeError
+from seqpipe.errors import OrchestrationError, SeqpipeError
 
 # No network here or in CI: keep every library's telemetry from trying (before any of them is imported).
 apply_quiet_defaults()
@@ -23,6 +24,9 @@ apply_quiet_defaults()
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 ConfOption = Annotated[Path, typer.Option("--conf", help="config folder (pipeline.yaml, models/)", envvar="SEQPIPE_CONF")]
 DEFAULT_CONF = Path("conf")
+# Prefect's own setting (20 s by default), read when Prefect is imported: set from the config before that.
+EPHEMERAL_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+
 
 
 @app.callback()
@@ -45,16 +49,44 @@ def _config(conf: Path):
     # As often as the crash automation of `seqpipe deploy` expects them (flows/deployment.py); the config
     # wins over the environment, so that the two agree. Flow runs that this process starts inherit it.
     os.environ["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(cfg.orchestration.heartbeat_seconds)
+    os.environ.setdefault(EPHEMERAL_TIMEOUT_ENV, str(cfg.orchestration.ephemeral_startup_timeout))
     return cfg
+
+
+def _locked(cfg, command: str):
+    """Hold the project's data folder for the command (seqpipe.locking): another run waits, then fails."""
+    from seqpipe.locking import project_lock
+
+    return project_lock(cfg, f"seqpipe {command}")
+
+
+@contextlib.contextmanager
+def _prefect_started():
+    """Say what happened, and which setting to raise, when Prefect's temporary API server does not start."""
+    try:
+        yield
+    except RuntimeError as exc:
+        if "ephemeral Prefect API server" not in str(exc):
+            raise
+        said = str(exc).split(" stdout:")[0]  # Prefect appends the server's whole output
+        why = "its process ended" if "exited with code" in said else "a busy machine may need longer"
+        raise OrchestrationError(
+            f"Prefect's temporary API server did not answer within {os.environ.get(EPHEMERAL_TIMEOUT_ENV)} s, so "
+            f"nothing ran ({why}; Prefect: {said}). Raise orchestration.ephemeral_startup_timeout (or "
+            f"{EPHEMERAL_TIMEOUT_ENV}, which wins), or run against a Prefect server (`make up`, "
+            f"orchestration.prefect_api_url)"
+        ) from exc
 
 
 @app.command()
 def run(conf: ConfOption = DEFAULT_CONF) -> None:
     """Run the whole pipeline as a Prefect flow (training in-process, or on workers: orchestration.mode)."""
-    _config(conf)
-    from flows.pipeline import retrain
+    cfg = _config(conf)
+    with _locked(cfg, "run"), _prefect_started():  # the flow takes the same hold again, so a deployment's run locks too
+        from flows.pipeline import retrain
 
-    retrain(conf_dir=str(conf))
+        retrain(conf_dir=str(conf))
+
 
 
 @app.command()
@@ -62,7 +94,9 @@ def ingest(conf: ConfOption = DEFAULT_CONF) -> None:
     """Read the configured source into an immutable raw snapshot under data/raw."""
     from seqpipe import steps
 
-    steps.ingest(_config(conf))
+    cfg = _config(conf)
+    with _locked(cfg, "ingest"):
+        steps.ingest(cfg)
 
 
 @app.command()
@@ -70,7 +104,9 @@ def validate(conf: ConfOption = DEFAULT_CONF) -> None:
     """Validate the latest snapshot with Great Expectations."""
     from seqpipe import steps
 
-    steps.validate(_config(conf))
+    cfg = _config(conf)
+    with _locked(cfg, "validate"):
+        steps.validate(cfg)
 
 
 @app.command()
@@ -78,7 +114,9 @@ def prepare(conf: ConfOption = DEFAULT_CONF) -> None:
     """Split, scale and window the validated data."""
     from seqpipe import steps
 
-    steps.prepare(_config(conf))
+    cfg = _config(conf)
+    with _locked(cfg, "prepare"):
+        steps.prepare(cfg)
 
 
 @app.command()
@@ -92,14 +130,14 @@ def train(
     work pool); run as separate processes (one DVC stage per model), the models of one
     pipeline still meet under one parent run, found by the data, config and code.
     """
+    cfg = _config(conf)  # before Prefect is imported: it reads the settings _config sets once
     from flows.training import train_models
     from seqpipe import steps
 
-    cfg = _config(conf)
     names = model or [spec.name for spec in cfg.models]
     for name in names:
         cfg.model(name)  # an unknown name fails before anything trains
-    with steps.pipeline_run_of_data(cfg) as parent_run_id:
+    with _locked(cfg, "train"), _prefect_started(), steps.pipeline_run_of_data(cfg) as parent_run_id:
         train_models(cfg, names, parent_run_id)
 
 
@@ -109,7 +147,8 @@ def evaluate(conf: ConfOption = DEFAULT_CONF) -> None:
     from seqpipe import steps
 
     cfg = _config(conf)
-    steps.evaluate(cfg)
+    with _locked(cfg, "evaluate"):
+        steps.evaluate(cfg)
     print(f"Leaderboard (test split, ranked by {cfg.evaluation.metric}):\n{steps.leaderboard_markdown(cfg)}")
 
 
@@ -123,7 +162,8 @@ def backtest(
     from seqpipe import steps
 
     cfg = _config(conf)
-    steps.backtest(cfg, write_when_off=write_when_off)
+    with _locked(cfg, "backtest"):
+        steps.backtest(cfg, write_when_off=write_when_off)
     if cfg.evaluation.backtest.folds:
         print((steps.Layout.of(cfg).backtest / "summary.md").read_text())
 
@@ -133,7 +173,9 @@ def register(conf: ConfOption = DEFAULT_CONF) -> None:
     """Register the leaderboard's best model with the alias 'challenger'."""
     from seqpipe import steps
 
-    steps.register(_config(conf))
+    cfg = _config(conf)
+    with _locked(cfg, "register"):
+        steps.register(cfg)
 
 
 @app.command()
@@ -141,7 +183,9 @@ def gate(conf: ConfOption = DEFAULT_CONF) -> None:
     """Compare the challenger with production on the test split; promote it if it passes (conf: promotion)."""
     from seqpipe import steps
 
-    steps.gate(_config(conf))
+    cfg = _config(conf)
+    with _locked(cfg, "gate"):
+        steps.gate(cfg)
 
 
 @app.command()
@@ -206,7 +250,9 @@ def synthesize(
     """Draw synthetic series of the training distribution from a trained GAN's generator."""
     from seqpipe import steps
 
-    steps.synthesize(_config(conf), model, series, length, seed, output)
+    cfg = _config(conf)
+    with _locked(cfg, "synthesize"):  # reads the trained models a run may be replacing
+        steps.synthesize(cfg, model, series, length, seed, output)
 
 
 @app.command(name="lineage")

@@ -51,7 +51,9 @@ CalendarFeature = Literal["minute_of_hour", "hour_of_day", "day_of_week", "day_o
 class ColumnMap(StrictModel):
     """Which source columns hold the series id, the time, the value and any covariates."""
 
-    series_id: str = "series_id"
+    series_id: str | None = Field(
+        "series_id", description="None: no id column, each file is one series (data.source.series_name, or the file's name)"
+    )
     timestamp: str = "timestamp"
     value: str = "value"
     covariates: list[str] = Field(
@@ -84,6 +86,9 @@ class SourceConfig(StrictModel):
     )
     timezone: str = Field("UTC", description="zone of timestamps written without an offset; all become UTC")
     delimiter: str = ","
+    series_name: str | None = Field(
+        None, min_length=1, description="columns.series_id None: the one series' id; None: the file's name (SQL: 'series')"
+    )
     url: str | None = Field(None, description="SQLAlchemy URL, for kind=sql")
     query: str | None = Field(None, description="SQL query returning the configured columns, for kind=sql")
 
@@ -93,6 +98,9 @@ class SourceConfig(StrictModel):
         for key in required:
             if not getattr(self, key):
                 raise ValueError(f"data.source.{key} is required when kind is '{self.kind}'")
+        if self.series_name is not None and (self.columns.series_id is not None or self.layout == "wide"):
+            raise ValueError("data.source.series_name names the one series of a long-layout source without a series "
+                             "id column: set data.source.columns.series_id to null as well")
         if self.columns.covariates and (self.kind == "builtin" or self.layout == "wide"):
             raise ValueError("data.source.columns.covariates needs a long-layout csv, parquet or sql source: "
                              "built-in datasets have none, and a wide layout has one column per series")
@@ -347,6 +355,14 @@ class OrchestrationConfig(StrictModel):
     retry_delay: float = Field(2.0, ge=0, description="seconds before the first retry; doubles per retry")
     cache: bool = Field(True, description="skip a step whose input files, config and code are unchanged")
     cache_dir: str = ".seqpipe/cache"
+    lock_timeout: float | None = Field(
+        600, ge=0, description="seconds a run waits while another run holds the data folder, then fails; "
+                               "0 fails at once, None waits as long as it takes"
+    )
+    ephemeral_startup_timeout: int = Field(
+        120, gt=0, description="seconds Prefect's temporary API server (no prefect_api_url) may take to start; "
+                               "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS wins"
+    )
 
     @model_validator(mode="after")
     def _timeout_outlasts_heartbeat(self) -> OrchestrationConfig:

@@ -29,3 +29,15 @@ class RegistryError(SeqpipeError):
 
 class PredictionError(SeqpipeError):
     exit_code = 6
+
+
+class ProjectLockedError(SeqpipeError):
+    """Another run holds the project's data folder (``seqpipe.locking``); this one wrote nothing."""
+
+    exit_code = 7
+
+
+class OrchestrationError(SeqpipeError):
+    """Prefect could not run the flow (its temporary API server did not start, say)."""
+
+    exit_code = 8

@@ -3,6 +3,7 @@
 import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -74,3 +75,63 @@ def test_every_builtin_dataset_loads_canonical_and_long_enough(name):
     lengths = frame.groupby("series_id").size()
     # Most series afford the catalog's lookback + 2 x horizon; the rest are quarantine material.
     assert (lengths >= dataset.lookback + 2 * dataset.horizon).mean() > 0.5
+
+
+def test_a_single_series_needs_no_id_column(tmp_path):
+    one = make_series().query("store == 's03'").drop(columns="store")
+    one.to_csv(tmp_path / "visitors.csv", index=False)
+    columns = ColumnMap(series_id=None, timestamp="month", value="sales")
+    frame, _ = read_source(SourceConfig(kind="csv", path="visitors.csv", columns=columns), tmp_path)
+    assert list(frame.columns) == ["series_id", "timestamp", "value"] and len(frame) == len(one)
+    assert set(frame["series_id"]) == {"visitors"}  # named after the file
+    assert (frame["value"].to_numpy() == one["sales"].to_numpy()).all()
+    named, _ = read_source(SourceConfig(kind="csv", path="visitors.csv", columns=columns, series_name="north"), tmp_path)
+    assert set(named["series_id"]) == {"north"}
+
+    # A folder of such files: one series per file, each named after its file.
+    (tmp_path / "stores").mkdir()
+    for store, part in make_series(series=3).groupby("store"):
+        part.drop(columns="store").to_parquet(tmp_path / "stores" / f"{store}.parquet", index=False)
+    folder, _ = read_source(SourceConfig(kind="parquet", path="stores", columns=columns), tmp_path)
+    assert sorted(folder["series_id"].unique()) == ["s00", "s01", "s02"] and len(folder) == 3 * len(one)
+    with pytest.raises(SourceError, match="matched 3 files, but data.source.series_name names one series"):
+        read_source(SourceConfig(kind="parquet", path="stores", columns=columns, series_name="north"), tmp_path)
+    with pytest.raises(ValueError, match="set data.source.columns.series_id to null as well"):
+        SourceConfig(kind="csv", path="visitors.csv", columns=COLUMNS, series_name="north")
+
+
+def test_a_missing_id_column_is_named_as_such_with_the_way_out(tmp_path):
+    make_series().drop(columns="store").to_csv(tmp_path / "one.csv", index=False)
+    for columns in (ColumnMap(timestamp="month", value="sales"), COLUMNS):
+        with pytest.raises(SourceError) as error:
+            read_source(SourceConfig(kind="csv", path="one.csv", columns=columns), tmp_path)
+        message = str(error.value)
+        assert f"missing column '{columns.series_id}' (the series_id column)" in message, message
+        assert "a covariate" not in message and "set data.source.columns.series_id to null" in message
+
+
+def test_a_single_series_file_trains_registers_and_forecasts_without_ids(project):
+    """One series, no id column, from ingest to a registered model's forecast of a history file alike."""
+    from conftest import train_all, write_config
+    from seqpipe import steps
+    from seqpipe.config import load_config
+
+    make_series().query("store == 's02'").drop(columns="store").to_csv(project / "input" / "visitors.csv", index=False)
+    cfg = load_config(write_config(
+        project, "input/visitors.csv", models=["seasonal_naive"],
+        data={"source": {"kind": "csv", "path": "input/visitors.csv",
+                         "columns": {"series_id": None, "timestamp": "month", "value": "sales"}}}))
+    steps.ingest(cfg)
+    assert steps.validate(cfg).success
+    steps.prepare(cfg)
+    train_all(cfg)
+    board = steps.evaluate(cfg)
+    assert list(board["model"]) == ["seasonal_naive"]
+    steps.register(cfg)
+    history = make_series().query("store == 's02'").drop(columns="store")
+    history.to_csv(project / "history.csv", index=False)
+    forecast = steps.predict(cfg, "challenger", project / "history.csv", project / "forecast.csv")
+    assert set(forecast["series_id"]) == {"visitors"} and len(forecast) == cfg.data.horizon
+    # seasonal naive repeats the last season: the forecast is the history's last `horizon` points a season back
+    season = history["sales"].to_numpy()[-12:][: cfg.data.horizon]
+    assert np.allclose(forecast["mean"].to_numpy(), season)

@@ -24,6 +24,7 @@ from seqpipe.errors import SourceError
 EXAMPLES_SHOWN = 5
 SUFFIXES = {"csv": (".csv", ".csv.gz", ".tsv"), "parquet": (".parquet", ".pq")}
 GLOB_CHARACTERS = re.compile(r"[*?\[]")
+SQL_SERIES_NAME = "series"  # the id of a query's one series without a series id column and no series_name
 
 
 def read_source(source: SourceConfig, root: Path) -> tuple[pd.DataFrame, str]:
@@ -33,6 +34,9 @@ def read_source(source: SourceConfig, root: Path) -> tuple[pd.DataFrame, str]:
     if source.kind == "sql":
         return _read_sql(source), f"sql:{_redacted(source.url)}"
     paths = resolve_paths(source.path, source.kind, root)
+    if source.series_name is not None and len(paths) > 1:
+        raise SourceError(f"{source.path}: matched {len(paths)} files, but data.source.series_name names one series; "
+                          f"leave it unset to name each file's series after the file")
     frames = [read_file(path, source) for path in paths]
     origin = str(paths[0]) if len(paths) == 1 else f"{source.path} ({len(paths)} files)"
     return canonical_order(pd.concat(frames, ignore_index=True)), origin
@@ -63,23 +67,56 @@ def read_file(path: Path, source: SourceConfig) -> pd.DataFrame:
         columns = ColumnMap()
     else:
         columns = source.columns
-    return to_canonical(raw, columns, path, source.time_format, source.timezone)
+    return to_canonical(raw, columns, path, source.time_format, source.timezone,
+                        series_name=source.series_name or file_stem(path))
+
+
+def file_stem(path: Path | str) -> str:
+    """A file's name without its data suffix (``sales.csv.gz`` -> ``sales``): the series of a file without ids."""
+    name = Path(path).name
+    for suffix in sorted((s for group in SUFFIXES.values() for s in group), key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(path).stem
+
+
+def training_series_name(source: SourceConfig) -> str | None:
+    """The id training gave the one series of a source without a series id column; None when it has ids.
+
+    ``data.source.series_name``, else the stem of the source file (None too when the path is a
+    folder or a glob: then each file named its own series).
+    """
+    if source.columns.series_id is not None or source.layout == "wide":
+        return None
+    if source.series_name is not None:
+        return source.series_name
+    if source.kind == "sql":
+        return SQL_SERIES_NAME
+    if source.path is None or GLOB_CHARACTERS.search(source.path) or not Path(source.path).suffix:
+        return None
+    return file_stem(source.path)
 
 
 def read_table(path: Path, columns: ColumnMap, time_format: str | None = None, timezone: str = "UTC",
-               keep_other_columns: bool = False) -> pd.DataFrame:
-    """Read one long-layout CSV or Parquet file (kind from the suffix) into the canonical frame."""
+               keep_other_columns: bool = False, series_name: str | None = None) -> pd.DataFrame:
+    """Read one long-layout CSV or Parquet file (kind from the suffix) into the canonical frame.
+
+    Without a series id column (``columns.series_id`` None) the file is one series, ``series_name``
+    (None: the file's stem).
+    """
     kind = "parquet" if path.name.lower().endswith(SUFFIXES["parquet"]) else "csv"
     source = SourceConfig(kind=kind, path=str(path), columns=columns, time_format=time_format, timezone=timezone)
     resolved = resolve_paths(str(path), kind, Path.cwd())[0]
     raw = _read_csv(resolved, source) if kind == "csv" else _read_parquet(resolved)
-    return canonical_order(to_canonical(raw, columns, resolved, time_format, timezone, keep_other_columns))
+    return canonical_order(to_canonical(raw, columns, resolved, time_format, timezone, keep_other_columns,
+                                        series_name=series_name or file_stem(resolved)))
 
 
 def _read_csv(path: Path, source: SourceConfig) -> pd.DataFrame:
     try:
         # Ids stay text: "007" and "7" are different series.
-        return pd.read_csv(path, sep=source.delimiter, dtype={source.columns.series_id: str})
+        ids = source.columns.series_id
+        return pd.read_csv(path, sep=source.delimiter, dtype={ids: str} if ids is not None else None)
     except pd.errors.EmptyDataError:
         raise SourceError(f"{path}: the file is empty (no header, no rows)") from None
     except UnicodeDecodeError as exc:
@@ -115,7 +152,8 @@ def _read_sql(source: SourceConfig) -> pd.DataFrame:
     if source.layout == "wide":
         raw = _wide_to_long(raw, source, where)
         return to_canonical(raw, ColumnMap(), where, source.time_format, source.timezone)
-    return to_canonical(raw, source.columns, where, source.time_format, source.timezone)
+    return to_canonical(raw, source.columns, where, source.time_format, source.timezone,
+                        series_name=source.series_name or SQL_SERIES_NAME)
 
 
 def _redacted(url: str) -> str:
@@ -141,24 +179,32 @@ def _wide_to_long(raw: pd.DataFrame, source: SourceConfig, origin: Path | str) -
 
 
 def to_canonical(raw: pd.DataFrame, columns: ColumnMap, origin: Path | str, time_format: str | None = None,
-                 timezone: str = "UTC", keep_other_columns: bool = False) -> pd.DataFrame:
+                 timezone: str = "UTC", keep_other_columns: bool = False, series_name: str | None = None) -> pd.DataFrame:
     """The canonical columns, then the configured covariates under their own names.
 
     ``keep_other_columns`` carries every further column too (a prediction input keeps
-    whatever covariates the model it goes to was trained with).
+    whatever covariates the model it goes to was trained with). Without a series id column
+    (``columns.series_id`` None) the rows are one series, named ``series_name``.
     """
-    mapping = {columns.series_id: "series_id", columns.timestamp: "timestamp", columns.value: "value"}
-    mapping |= {name: name for name in columns.covariates}
-    missing = [f"'{src}' (the {dst} column)" if src != dst else f"'{src}' (a covariate)"
-               for src, dst in mapping.items() if src not in raw.columns]
+    roles = [(columns.series_id, "series_id"), (columns.timestamp, "timestamp"), (columns.value, "value")]
+    labels = {src: f"the {dst} column" for src, dst in roles if src is not None}
+    labels |= {name: "a covariate" for name in columns.covariates}
+    mapping = {src: dst for src, dst in roles if src is not None} | {name: name for name in columns.covariates}
+    missing = [f"'{src}' ({labels[src]})" for src in mapping if src not in raw.columns]
     if missing:
+        hint = ("; a file holding one series needs no id column: set data.source.columns.series_id to null"
+                if columns.series_id is not None and columns.series_id not in raw.columns else "")
         raise SourceError(
-            f"{origin}: missing column {', '.join(missing)}; columns present: {list(map(str, raw.columns))}"
+            f"{origin}: missing column {', '.join(missing)}; columns present: {list(map(str, raw.columns))}{hint}"
         )
     if raw.empty:
         raise SourceError(f"{origin}: the file has a header but no rows")
     others = [c for c in raw.columns if c not in mapping and c not in CANONICAL_COLUMNS] if keep_other_columns else []
     frame = raw[list(mapping) + others].rename(columns=mapping)
+    if columns.series_id is None:
+        if series_name is None:
+            raise ValueError("to_canonical needs series_name when columns.series_id is None")
+        frame.insert(0, "series_id", series_name)
     frame["series_id"] = frame["series_id"].astype("string").astype(object)
     frame["value"] = _parse_values(frame, origin)
     frame["timestamp"] = _parse_timestamps(frame, origin, time_format, timezone)

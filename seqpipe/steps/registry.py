@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 
 from seqpipe.config import PipelineConfig
 from seqpipe.data.prepare import COVARIATE_SCALERS_FILE, SCALERS_FILE, PreparedData, load_prepared
-from seqpipe.data.sources import read_table
+from seqpipe.data.sources import read_table, training_series_name
 from seqpipe.layout import Layout
 from seqpipe.errors import ConfigError, PredictionError, RegistryError, SeqpipeError
 from seqpipe.evaluation.forecast import QuantileSettings
@@ -225,8 +225,9 @@ def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path
     # The model, not today's config, knows which covariates it reads: every further column
     # is carried, and the model names any of its covariates the input lacks.
     columns = source.columns.model_copy(update={"covariates": []})
+    # Without an id column the input is the one series training named (data.source.series_name or the source file's).
     history = read_table(input_path, columns, time_format=source.time_format, timezone=source.timezone,
-                         keep_other_columns=True)
+                         keep_other_columns=True, series_name=training_series_name(source))
     client, _ = connect(cfg)
     uri = model_uri(cfg.tracking.registered_model, model)
     try:

@@ -74,7 +74,7 @@ def synthesize(cfg: PipelineConfig, model: str | None = None, series: int | None
     width = len(str(series))
     columns = cfg.data.source.columns
     frame = pd.DataFrame({
-        columns.series_id: np.repeat([f"synthetic-{i:0{width}d}" for i in range(1, series + 1)], length),
+        columns.series_id or "series_id": np.repeat([f"synthetic-{i:0{width}d}" for i in range(1, series + 1)], length),
         columns.timestamp: stamps.ravel(),
         columns.value: values.ravel(),
     })
