@@ -16,7 +16,7 @@ import click
 import typer
 
 from seqpipe.environment import apply_quiet_defaults, configure_logging
-from seqpipe.errors import OrchestrationError, SeqpipeError
+from seqpipe.errors import STORAGE_FULL_ERRNOS, STORAGE_FULL_EXIT_CODE, OrchestrationError, SeqpipeError
 
 # No network here or in CI: keep every library's telemetry from trying (before any of them is imported).
 apply_quiet_defaults()
@@ -26,7 +26,6 @@ ConfOption = Annotated[Path, typer.Option("--conf", help="config folder (pipelin
 DEFAULT_CONF = Path("conf")
 # Prefect's own setting (20 s by default), read when Prefect is imported: set from the config before that.
 EPHEMERAL_TIMEOUT_ENV = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
-
 
 
 @app.callback()
@@ -88,7 +87,6 @@ def run(conf: ConfOption = DEFAULT_CONF) -> None:
         retrain(conf_dir=str(conf))
 
 
-
 @app.command()
 def ingest(conf: ConfOption = DEFAULT_CONF) -> None:
     """Read the configured source into an immutable raw snapshot under data/raw."""
@@ -128,12 +126,15 @@ def train(
 
     The models fan out as the pipeline's do (orchestration.mode: in this process or on a
     work pool); run as separate processes (one DVC stage per model), the models of one
-    pipeline still meet under one parent run, found by the data, config and code.
+    pipeline still meet under one parent run, found by the data, config and code. This
+    command always trains: whoever calls it (a user, `dvc repro`) has decided that it
+    should, so Prefect's step cache, which `seqpipe run` uses, is not consulted.
     """
     cfg = _config(conf)  # before Prefect is imported: it reads the settings _config sets once
     from flows.training import train_models
     from seqpipe import steps
 
+    cfg = cfg.model_copy(update={"orchestration": cfg.orchestration.model_copy(update={"cache": False})})
     names = model or [spec.name for spec in cfg.models]
     for name in names:
         cfg.model(name)  # an unknown name fails before anything trains
@@ -354,6 +355,13 @@ def main() -> None:
     except SeqpipeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        if exc.errno not in STORAGE_FULL_ERRNOS:
+            raise
+        # Every step writes into staging and swaps only complete outputs in, so nothing earlier is lost.
+        print(f"error: {exc.strerror} while writing {exc.filename or 'an output'}; earlier outputs are "
+              "untouched: free space and run the command again", file=sys.stderr)
+        sys.exit(STORAGE_FULL_EXIT_CODE)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)

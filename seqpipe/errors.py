@@ -1,5 +1,7 @@
 """Errors a user can act on. The CLI prints them without a traceback and exits non-zero."""
 
+import errno
+
 
 class SeqpipeError(Exception):
     """Base class: the message alone must tell the user what broke and where."""
@@ -41,3 +43,10 @@ class OrchestrationError(SeqpipeError):
     """Prefect could not run the flow (its temporary API server did not start, say)."""
 
     exit_code = 8
+
+
+# A write that failed for want of space is the machine's fault, not the input's: the CLI
+# reports it without a traceback under its own exit code (every output is swapped in whole,
+# so nothing earlier was replaced).
+STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+STORAGE_FULL_EXIT_CODE = 9

@@ -16,8 +16,6 @@ ingest's key adds its content.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +28,7 @@ import yaml
 from seqpipe.config import MODELS_DIR, PIPELINE_FILE, PipelineConfig
 from seqpipe.data.sources import resolve_paths
 from seqpipe.errors import SourceError
+from seqpipe.hashing import json_digest
 from seqpipe.data.prepare import META_FILE
 from seqpipe.data.snapshot import MANIFEST
 from seqpipe.io import folder_md5, md5_file, read_json
@@ -59,10 +58,6 @@ class StageInputs:
     code: tuple[str, ...]  # seqpipe files and folders: hashed by content
     data: tuple[str, ...]  # outputs of the steps before it, under data/: hashed by content
     params: tuple[tuple[str, str | None], ...]  # (params file, dotted key or None for the whole file)
-
-
-def _hash(payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _stat_signature(path: Path) -> tuple:
@@ -214,12 +209,12 @@ def _source_digest(cfg: PipelineConfig) -> str | None:
     if source.kind == "sql":
         return None  # only running the query tells what it returns: ingest always runs
     if source.kind == "builtin":
-        return _hash({"builtin": source.name, **{p: metadata.version(p) for p in BUILTIN_PROVIDERS}})
+        return json_digest({"builtin": source.name, **{p: metadata.version(p) for p in BUILTIN_PROVIDERS}})
     try:
         paths = resolve_paths(source.path, source.kind, cfg.root)
     except SourceError:  # ingest itself reports a missing source, with the reason
         return None
-    return _hash({str(p.relative_to(cfg.root) if p.is_relative_to(cfg.root) else p): content_md5(p) for p in paths})
+    return json_digest({str(p.relative_to(cfg.root) if p.is_relative_to(cfg.root) else p): content_md5(p) for p in paths})
 
 
 def declared_config(cfg: PipelineConfig, step: Step, model: str | None = None,
@@ -268,7 +263,7 @@ def step_inputs(cfg: PipelineConfig, step: Step, model: str | None = None, root:
         if source is None:
             return None
         parts["source"] = source
-    return _hash(parts)
+    return json_digest(parts)
 
 
 # -- outputs -----------------------------------------------------------------------------------

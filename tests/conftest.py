@@ -6,11 +6,14 @@ against a temporary server, GX validates, torch trains (for a few seconds).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +144,72 @@ def train_all(cfg) -> list[dict]:
 
     with steps.pipeline_run_of_data(cfg) as parent_run_id:
         return [steps.train(cfg, spec.name, parent_run_id) for spec in cfg.models]
+
+
+SERVER_START_SECONDS = 120
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_model_server(model_uri: str, tracking_uri: str, folder: Path) -> Iterator[str]:
+    """``mlflow models serve`` of ``model_uri`` on a free local port; yields its base URL, stops it after."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    port = _free_port()
+    log = (folder / "serve.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
+         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
+        # The server starts uvicorn from PATH, as in an activated environment.
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
+             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+        cwd=folder, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + SERVER_START_SECONDS
+        while True:
+            if server.poll() is not None:
+                raise AssertionError(f"mlflow models serve exited with {server.returncode}: "
+                                     f"{(folder / 'serve.log').read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url}/ping did not answer within {SERVER_START_SECONDS} s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=20)
+        log.close()
+
+
+def invoke_served(url: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """POST ``frame`` to a served model's /invocations; its predictions as a frame."""
+    import json
+    import urllib.request
+
+    body = json.dumps({"dataframe_split": frame.to_dict(orient="split", index=False)}).encode()
+    request = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return pd.DataFrame(json.loads(response.read())["predictions"])
 
 
 def run_cli(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -1,16 +1,5 @@
 """AutoETS and AutoTheta behind the one estimator interface: scored, registered, gated and served like any model."""
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
-
 import mlflow
 import numpy as np
 import pandas as pd
@@ -26,10 +15,9 @@ from seqpipe.estimators import load_estimator
 from seqpipe.estimators.statistical import FITTED_FORECASTS
 from seqpipe.tracking import registry
 from seqpipe.tracking.store import mlflow_uris, tracking_uri
-from tests.conftest import HORIZON, make_series, run_cli, train_all, write_config
-
-SERVER_START_SECONDS = 120
-
+from tests.conftest import (
+    HORIZON, invoke_served, make_series, mlflow_model_server, run_cli, train_all, write_config,
+)
 
 def _direct_auto_ets(values: np.ndarray, season: int, horizon: int) -> np.ndarray:
     frame = pd.DataFrame({"unique_id": "s", "ds": np.arange(len(values)), "y": values})
@@ -143,53 +131,16 @@ def test_seqpipe_predict_answers_with_the_classical_version(registered, tmp_path
     assert len(forecast) == 3 * HORIZON and np.isfinite(forecast["mean"]).all()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_mlflow_models_serve_answers_with_the_classical_version(registered, tmp_path):
     cfg, _, version, _ = registered
-    port = _free_port()
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{cfg.tracking.registered_model}/{version}",
-         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
-        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(cfg),
-             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-2000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            assert time.monotonic() < deadline, "mlflow models serve did not answer"
-            time.sleep(0.5)
-        history = make_series(series=2).rename(columns={"store": "series_id", "month": "timestamp", "sales": "value"})
-        body = json.dumps({"dataframe_split": history.to_dict(orient="split", index=False)}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=120) as response:
-            predictions = pd.DataFrame(json.loads(response.read())["predictions"])
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=20)
-        log.close()
+    uri = registry.model_uri(cfg.tracking.registered_model, version)
+    history = make_series(series=2).rename(columns={"store": "series_id", "month": "timestamp", "sales": "value"})
+    with mlflow_model_server(uri, tracking_uri(cfg), tmp_path) as url:
+        predictions = invoke_served(url, history)
     assert len(predictions) == 2 * HORIZON
     # Over HTTP it answers what the same version forecasts in-process: a refit on the posted history.
     with mlflow_uris(_client(cfg)):
-        loaded = mlflow.pyfunc.load_model(registry.model_uri(cfg.tracking.registered_model, version))
+        loaded = mlflow.pyfunc.load_model(uri)
     expected = loaded.predict(history.assign(timestamp=pd.to_datetime(history["timestamp"])))
     np.testing.assert_allclose(predictions["mean"].to_numpy(), expected["mean"].to_numpy(), rtol=1e-9)

@@ -9,17 +9,12 @@ name, so aliases and histories never leak from one test into another.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +24,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 from scipy import stats
 
-from conftest import HORIZON, LOOKBACK, SERIES, make_series, train_all, write_config
+from conftest import (
+    HORIZON, LOOKBACK, SERIES, invoke_served, make_series, mlflow_model_server, train_all, write_config,
+)
 from seqpipe import steps
 from seqpipe.config import PipelineConfig, load_config
 from seqpipe.errors import ConfigError, RegistryError
@@ -37,7 +34,6 @@ from seqpipe.evaluation.gate import decide, diebold_mariano, step_losses
 from seqpipe.tracking import registry
 from seqpipe.tracking.store import tracking_uri
 
-SERVER_START_SECONDS = 120
 BETTER, WORSE = "seasonal_naive", "naive"
 
 
@@ -387,56 +383,12 @@ def test_predict_shorter_horizon_writes_forecasts(served, tmp_path):
 
 # -- serving the production alias over HTTP ----------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_until_up(url: str, server: subprocess.Popen, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise AssertionError(f"mlflow models serve exited with {server.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} did not answer within {SERVER_START_SECONDS} s")
-
-
 @pytest.mark.slow
 def test_served_production_model_forecasts_over_http(served, tmp_path):
-    port = _free_port()
     name = served.tracking.registered_model
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}@production",
-         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "--workers", "1"],
-        # The server starts uvicorn from PATH, as in an activated environment.
-        env={**os.environ, "MLFLOW_TRACKING_URI": tracking_uri(served),
-             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
-        cwd=tmp_path,
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    try:
-        _wait_until_up(f"http://127.0.0.1:{port}/ping", server, time.monotonic() + SERVER_START_SECONDS)
-        history = make_series(series=3).rename(columns={"store": "series_id", "month": "timestamp", "sales": "value"})
-        body = json.dumps({"dataframe_split": history.to_dict(orient="split", index=False)}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            predictions = pd.DataFrame(json.loads(response.read())["predictions"])
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(timeout=20)
-        log.close()
+    history = make_series(series=3).rename(columns={"store": "series_id", "month": "timestamp", "sales": "value"})
+    with mlflow_model_server(f"models:/{name}@production", tracking_uri(served), tmp_path) as url:
+        predictions = invoke_served(url, history)
     assert len(predictions) == 3 * HORIZON
     assert sorted(predictions["series_id"].unique()) == ["s00", "s01", "s02"]
     assert predictions.groupby("series_id")["step"].apply(list).tolist() == [list(range(1, HORIZON + 1))] * 3

@@ -235,6 +235,8 @@ def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path
             loaded = mlflow.pyfunc.load_model(uri)
     except MlflowException as exc:
         raise RegistryError(f"cannot load {uri}: {exc.message}") from None
+    except PredictionError as exc:
+        raise PredictionError(f"cannot load {uri}: {exc}") from None
     schema = loaded.metadata.get_input_schema()
     if schema is not None:
         wanted = schema.input_names()

@@ -18,13 +18,20 @@ from mlflow.models import set_model
 from seqpipe.data.features import Features, covariate_scalers_from
 from seqpipe.data.scaling import Scalers
 from seqpipe.evaluation.forecast import QuantileSettings, forecast_history
+from seqpipe.errors import PredictionError
 from seqpipe.estimators import load_estimator
 
 
 class SeqpipeForecaster(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        self.model = load_estimator(Path(context.artifacts["model"]))
-        self.scalers = Scalers.from_frame(pd.read_parquet(context.artifacts["scalers"]))
+        folder = Path(context.artifacts["model"])
+        try:
+            self.model = load_estimator(folder)
+            self.scalers = Scalers.from_frame(pd.read_parquet(context.artifacts["scalers"]))
+        except Exception as exc:  # noqa: BLE001 - torch, pyarrow and json each raise their own kind
+            # Damaged or missing files (a bad disk, a partial copy) must say which version's files broke.
+            raise PredictionError(f"{folder}: the registered model's files cannot be read "
+                                  f"({type(exc).__name__}: {str(exc)[:300]})") from None
         config = context.model_config or {}
         self.freq = config.get("freq")
         self.sampling = QuantileSettings(**config["sampling"]) if config.get("sampling") else None
