@@ -124,20 +124,26 @@ def train(
 ) -> None:
     """Train the configured models, each in a child MLflow run of the pipeline's parent run.
 
-    The models fan out as the pipeline's do (orchestration.mode: in this process or on a
-    work pool); run as separate processes (one DVC stage per model), the models of one
-    pipeline still meet under one parent run, found by the data, config and code. This
-    command always trains: whoever calls it (a user, `dvc repro`) has decided that it
+    Several models fan out as the pipeline's do (orchestration.mode: in this process or on
+    a work pool). One model (a DVC stage: `seqpipe train --model lstm`) needs no fan-out
+    and trains here, without starting Prefect. Run as separate processes, the models of
+    one pipeline still meet under one parent run, found by the data, config and code.
+    This command always trains: whoever calls it (a user, `dvc repro`) has decided that it
     should, so Prefect's step cache, which `seqpipe run` uses, is not consulted.
     """
     cfg = _config(conf)  # before Prefect is imported: it reads the settings _config sets once
-    from flows.training import train_models
     from seqpipe import steps
 
-    cfg = cfg.model_copy(update={"orchestration": cfg.orchestration.model_copy(update={"cache": False})})
     names = model or [spec.name for spec in cfg.models]
     for name in names:
         cfg.model(name)  # an unknown name fails before anything trains
+    if len(names) == 1:
+        with _locked(cfg, "train"), steps.pipeline_run_of_data(cfg) as parent_run_id:
+            steps.train(cfg, names[0], parent_run_id)
+        return
+    from flows.training import train_models
+
+    cfg = cfg.model_copy(update={"orchestration": cfg.orchestration.model_copy(update={"cache": False})})
     with _locked(cfg, "train"), _prefect_started(), steps.pipeline_run_of_data(cfg) as parent_run_id:
         train_models(cfg, names, parent_run_id)
 

@@ -2,7 +2,7 @@
 
 tests/test_train_resume.py kills the step in-process (an exception in the epoch loop);
 here the training is a real `seqpipe train` process and it dies by SIGKILL, with its
-whole process group (Prefect's temporary API server included): no handler, no cleanup.
+whole process group: no handler, no cleanup.
 The rerun resumes from the last checkpoint and, on CPU, writes a model folder byte for
 byte equal to that of an uninterrupted run in another project with the same data and config.
 """
@@ -74,7 +74,7 @@ def test_training_killed_by_sigkill_resumes_to_the_uninterrupted_weights(tmp_pat
         pids = kill_group(training.pid, "the killed `seqpipe train`")
         training.wait()
         assert training.returncode == -signal.SIGKILL
-        assert len(pids) >= 2  # the command and Prefect's temporary API server, which died with it
+        assert pids and training.pid in pids  # the group the command leads, gone with it
         saved = torch.load(checkpoint, weights_only=True)["epoch"]
         assert 1 <= saved < EPOCHS, f"the kill did not land mid-training (checkpoint after epoch {saved})"
         assert not model.exists()  # nothing finished, nothing half-written

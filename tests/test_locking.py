@@ -31,6 +31,7 @@ from seqpipe.locking import HOLDER_FILE, held, project_lock, read_holder
 # A process that takes the lock, says so, and holds it until its stdin closes (or it is killed).
 HOLDER = """
 import sys
+from seqpipe.config import load_config
 from seqpipe.locking import project_lock
 with project_lock(load_config(sys.argv[1]), "test holder"):
     print("held", flush=True)
