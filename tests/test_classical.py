@@ -13,6 +13,7 @@ from seqpipe.config import load_config
 from seqpipe.data.prepare import load_prepared
 from seqpipe.estimators import load_estimator
 from seqpipe.estimators.statistical import FITTED_FORECASTS
+from seqpipe.evaluation.forecast import forecast_history
 from seqpipe.tracking import registry
 from seqpipe.tracking.store import mlflow_uris, tracking_uri
 from tests.conftest import (
@@ -76,8 +77,6 @@ def test_a_saved_local_model_refits_on_a_new_history(trained):
     model = load_estimator(steps.Layout.of(cfg).models / "auto_ets")
     history = make_series(series=2, length=48, seed=3).rename(
         columns={"store": "series_id", "month": "timestamp", "sales": "value"})
-    from seqpipe.evaluation.forecast import forecast_history
-
     prepared = load_prepared(steps.Layout.of(cfg).prepared)
     history["timestamp"] = pd.to_datetime(history["timestamp"], utc=True)
     served = forecast_history(model, prepared.scalers, history, HORIZON, "MS")
