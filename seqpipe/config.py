@@ -150,13 +150,22 @@ class PrepareConfig(StrictModel):
         return self
 
 
-def _section_schema(cls: type, name: str) -> type[BaseModel]:
-    """A config section from a settings dataclass: its fields, types and defaults, and the bounds in its metadata."""
+def _dataclass_fields(cls: type) -> dict[str, Any]:
+    """Pydantic field definitions of the dataclass ``cls``: its types, defaults, and the bounds and description in its metadata."""
     hints = typing.get_type_hints(cls)
-    fields = {f.name: (hints[f.name], Field(f.default, **{k: v for k, v in f.metadata.items() if k != "description"},
-                                            description=f.metadata.get("description") or None))
-              for f in dataclasses.fields(cls)}
-    return create_model(name, __base__=StrictModel, __doc__=cls.__doc__, **fields)
+    fields: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        default = ({"default": field.default} if field.default is not dataclasses.MISSING
+                   else {"default_factory": field.default_factory})
+        bounds = {k: v for k, v in field.metadata.items() if k != "description"}
+        fields[field.name] = (hints[field.name], Field(**default, **bounds,
+                                                       description=field.metadata.get("description") or None))
+    return fields
+
+
+def _section_schema(cls: type, name: str) -> type[BaseModel]:
+    """A config section from a settings dataclass."""
+    return create_model(name, __base__=StrictModel, __doc__=cls.__doc__, **_dataclass_fields(cls))
 
 
 # The training loop's own settings class is the declaration: one set of fields and defaults.
@@ -170,19 +179,13 @@ def _params_schema(cls: type) -> type[BaseModel]:
     int, 1 is not a bool), but an int is a float. YAML reads ``1e-4`` as a string: write
     ``1.0e-4``.
     """
-    hints = typing.get_type_hints(cls)
-    fields: dict[str, Any] = {}
-    for field in dataclasses.fields(cls):
-        default = (field.default if field.default is not dataclasses.MISSING
-                   else Field(default_factory=field.default_factory))
-        fields[field.name] = (hints[field.name], default)
     validators = {}
     if cls is hyperparams.DeepEnsembleParams:
         validators = {"_member_arch_known": field_validator("member_arch")(_member_arch_known),
                       "_member_params_match": field_validator("member_params")(_member_params_match)}
     return create_model(f"{cls.__name__}Schema", __config__=ConfigDict(extra="forbid", frozen=True, strict=True,
                                                                        protected_namespaces=()),
-                        __validators__=validators, **fields)
+                        __validators__=validators, **_dataclass_fields(cls))
 
 
 def _member_arch_known(value: str) -> str:
