@@ -89,7 +89,7 @@ def run_pipeline(cfg: PipelineConfig, flow_run_id: str | None, scheduled: bool =
     reused = [t["name"] for t in trained if t.get("cached")]
     logger.info(f"\nregistered version {version}; gate: {decision['action']}"
                 + (f"; reused unchanged models: {', '.join(reused)}" if reused else "") +
-                f"\nleaderboard ({cfg.evaluation.metric} ranks; full table in data/evaluation/):\n{steps.leaderboard_markdown(cfg)}")
+                f"\nleaderboard ({steps.leaderboard_title(cfg)}; full table in data/evaluation/):\n{steps.leaderboard_markdown(cfg)}")
     return {
         **result,
         "skipped": None,

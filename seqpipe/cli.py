@@ -156,7 +156,7 @@ def evaluate(conf: ConfOption = DEFAULT_CONF) -> None:
     cfg = _config(conf)
     with _locked(cfg, "evaluate"):
         steps.evaluate(cfg)
-    print(f"Leaderboard (test split, ranked by {cfg.evaluation.metric}):\n{steps.leaderboard_markdown(cfg)}")
+    print(f"Leaderboard ({steps.leaderboard_title(cfg)}):\n{steps.leaderboard_markdown(cfg)}")
 
 
 @app.command()
@@ -299,13 +299,18 @@ def datasets() -> None:
 
 @app.command()
 def models() -> None:
-    """List the model architectures with their default params (conf/models/<name>.yaml overrides them)."""
+    """List each task's model architectures with their default params (conf/models/<name>.yaml overrides them)."""
     import json
 
     from seqpipe.estimators import default_params
+    from seqpipe.estimators.catalog import task_of
 
-    for name, params in default_params().items():
-        print(f"{name:<16} {json.dumps(params)}")
+    defaults = default_params()
+    for task in ("forecast", "classify"):
+        print(f"task: {task}")
+        for name, params in defaults.items():
+            if task_of(name) == task:
+                print(f"  {name:<26} {json.dumps(params)}")
 
 
 @app.command()

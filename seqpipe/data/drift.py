@@ -69,9 +69,25 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int) -> float:
     if len(edges) < 2:  # a constant reference: drift is any departure from that value
         return 0.0 if np.all(current == reference[0]) else float("inf")
     edges[0], edges[-1] = -np.inf, np.inf
-    expected = np.maximum(np.histogram(reference, edges)[0] / len(reference), PSI_FLOOR)
-    actual = np.maximum(np.histogram(current, edges)[0] / len(current), PSI_FLOOR)
+    return shares_psi(np.histogram(reference, edges)[0] / len(reference),
+                      np.histogram(current, edges)[0] / len(current))
+
+
+def shares_psi(expected: np.ndarray, actual: np.ndarray) -> float:
+    """Population stability index between two distributions given as shares of the same bins or categories."""
+    expected, actual = np.maximum(expected, PSI_FLOOR), np.maximum(actual, PSI_FLOOR)
     return float(np.sum((actual - expected) * np.log(actual / expected)))
+
+
+def compare_samples(reference: np.ndarray, current: np.ndarray, settings: DriftConfig) -> tuple[float, float, bool]:
+    """PSI, two-sample KS p-value and whether ``current`` drifted from ``reference`` (both say so)."""
+    # A bin the new sample would fill with fewer than a handful of points makes the PSI noise.
+    bins = int(np.clip(len(current) // MIN_EXPECTED_PER_BIN, 2, settings.bins))
+    index = psi(reference, current, bins)
+    pvalue = float(stats.ks_2samp(reference, current).pvalue)
+    # Both must agree: the PSI says the distribution moved far enough to matter, the KS test
+    # that a move this large is unlikely to be chance in samples this small.
+    return index, pvalue, bool(index > settings.psi_threshold and pvalue < settings.ks_alpha)
 
 
 def _differenced(frame: pd.DataFrame, lag: int) -> pd.DataFrame:
@@ -89,14 +105,8 @@ def _series_drift(series_id: str, reference: pd.DataFrame, current: pd.DataFrame
     new_values = (newer if len(newer) else changes)["value"].dropna().to_numpy()
     if len(new_values) < settings.min_points or len(ref_values) < settings.min_points:
         return None
-    # A bin the new sample would fill with fewer than a handful of points makes the PSI noise.
-    bins = int(np.clip(len(new_values) // MIN_EXPECTED_PER_BIN, 2, settings.bins))
-    index = psi(ref_values, new_values, bins)
-    pvalue = float(stats.ks_2samp(ref_values, new_values).pvalue)
-    # Both must agree: the PSI says the distribution moved far enough to matter, the KS test
-    # that a move this large is unlikely to be chance in samples this small.
-    return SeriesDrift(series_id, len(ref_values), len(new_values), index, pvalue,
-                       bool(index > settings.psi_threshold and pvalue < settings.ks_alpha))
+    index, pvalue, drifted = compare_samples(ref_values, new_values, settings)
+    return SeriesDrift(series_id, len(ref_values), len(new_values), index, pvalue, drifted)
 
 
 def detect_drift(reference: pd.DataFrame, current: pd.DataFrame, settings: DriftConfig,

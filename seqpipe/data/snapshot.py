@@ -25,15 +25,17 @@ class Manifest:
     md5: str  # the file's MD5, as DVC records it
     source: str
     rows: int
-    series: int
-    time_min: str
+    series: int  # distinct series, or sequences for classification
+    time_min: str  # the first and last timestamp, or step
     time_max: str
 
     def snapshot_path(self, raw_dir: Path) -> Path:
         return raw_dir / self.snapshot
 
 
-def write_snapshot(frame: pd.DataFrame, raw_dir: Path, source: str) -> Manifest:
+def write_snapshot(frame: pd.DataFrame, raw_dir: Path, source: str, ids: str = "series_id",
+                   order: str = "timestamp") -> Manifest:
+    """Store ``frame`` under its content hash; ``ids`` names what ``series`` counts, ``order`` what the range spans."""
     snapshots = raw_dir / SNAPSHOTS
     snapshots.mkdir(parents=True, exist_ok=True)
     # The name is the content's hash, known only once written: stage, hash, then rename.
@@ -48,9 +50,9 @@ def write_snapshot(frame: pd.DataFrame, raw_dir: Path, source: str) -> Manifest:
         md5=md5,
         source=source,
         rows=len(frame),
-        series=int(frame["series_id"].nunique()),
-        time_min=str(frame["timestamp"].min()),
-        time_max=str(frame["timestamp"].max()),
+        series=int(frame[ids].nunique()),
+        time_min=str(frame[order].min()),
+        time_max=str(frame[order].max()),
     )
     write_json(raw_dir / MANIFEST, asdict(manifest))
     return manifest

@@ -1,7 +1,8 @@
-"""Every architecture by name, network or classical: build one, load one, list their defaults.
+"""Every architecture by name, network or classical, of either task: build one, load one, list their defaults.
 
 This is the only place that knows which architectures are networks and which are
-statistical models; everything else goes through the ``Estimator`` interface.
+statistical models or references; everything else goes through the ``Estimator``
+interface (forecasting) or the ``ClassifierEstimator`` one (classification).
 """
 
 from __future__ import annotations
@@ -12,22 +13,31 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from seqpipe.estimators.classification import ClassifierEstimator
 from seqpipe.estimators.interface import Estimator
 from seqpipe.estimators.neural import NeuralEstimator
+from seqpipe.estimators.neural_classifier import NeuralClassifierEstimator
+from seqpipe.estimators.references import MajorityClassEstimator, MiniRocketEstimator
 from seqpipe.estimators.statistical import AutoETSEstimator, AutoThetaEstimator
-from seqpipe.hyperparams import PARAMS
+from seqpipe.hyperparams import CLASSIFICATION_ARCHS, PARAMS
 from seqpipe.models import ARCHITECTURES
-from seqpipe.models.base import ProblemShape
+from seqpipe.models.classifiers import CLASSIFIERS
 from seqpipe.models.persistence import SPEC_FILE
 
-_STATISTICAL: dict[str, type[Estimator]] = {cls.arch: cls for cls in (AutoETSEstimator, AutoThetaEstimator)}
-_BUILDERS: dict[str, Callable[[ProblemShape, Any], Estimator]] = {
-    **{arch: (lambda shape, params, arch=arch: NeuralEstimator.build(arch, shape, params)) for arch in ARCHITECTURES},
-    **{arch: cls for arch, cls in _STATISTICAL.items()},
+AnyEstimator = Estimator | ClassifierEstimator
+_LOCAL: dict[str, type[AnyEstimator]] = {
+    cls.arch: cls for cls in (AutoETSEstimator, AutoThetaEstimator, MajorityClassEstimator, MiniRocketEstimator)
 }
-_LOADERS: dict[str, Callable[[Path], Estimator]] = {
+_BUILDERS: dict[str, Callable[[Any, Any], AnyEstimator]] = {
+    **{arch: (lambda shape, params, arch=arch: NeuralEstimator.build(arch, shape, params)) for arch in ARCHITECTURES},
+    **{arch: (lambda shape, params, arch=arch: NeuralClassifierEstimator.build(arch, shape, params))
+       for arch in CLASSIFIERS},
+    **{arch: cls for arch, cls in _LOCAL.items()},
+}
+_LOADERS: dict[str, Callable[[Path], AnyEstimator]] = {
     **{arch: NeuralEstimator.load for arch in ARCHITECTURES},
-    **{arch: cls.load for arch, cls in _STATISTICAL.items()},
+    **{arch: NeuralClassifierEstimator.load for arch in CLASSIFIERS},
+    **{arch: cls.load for arch, cls in _LOCAL.items()},
 }
 
 
@@ -35,7 +45,13 @@ def architectures() -> list[str]:
     return list(_BUILDERS)
 
 
-def build_estimator(arch: str, shape: ProblemShape, params: Any) -> Estimator:
+def task_of(arch: str) -> str:
+    """The task an architecture serves: ``classify`` or ``forecast``."""
+    return "classify" if arch in CLASSIFICATION_ARCHS else "forecast"
+
+
+def build_estimator(arch: str, shape: Any, params: Any) -> AnyEstimator:
+    """The estimator of ``arch`` for a problem of ``shape``: a forecaster's ProblemShape, a classifier's ClassifierShape."""
     try:
         builder = _BUILDERS[arch]
     except KeyError:
@@ -43,7 +59,7 @@ def build_estimator(arch: str, shape: ProblemShape, params: Any) -> Estimator:
     return builder(shape, params)
 
 
-def load_estimator(folder: Path) -> Estimator:
+def load_estimator(folder: Path) -> AnyEstimator:
     """The estimator saved in ``folder``, whatever its kind (its ``model.json`` names the architecture)."""
     arch = json.loads((folder / SPEC_FILE).read_text())["arch"]
     try:

@@ -11,7 +11,7 @@ for the small number of points such a test set has.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
@@ -33,8 +33,9 @@ class GateDecision:
     metric: str
     challenger_score: float
     production_score: float | None
-    improvement: float | None  # relative: (production - challenger) / production
-    test: DieboldMariano | None
+    # Forecasting: relative, (production - challenger) / production; classification: absolute, in the metric's direction.
+    improvement: float | None
+    test: Any  # the paired test: DieboldMariano for forecasts, classification_gate.PairedTest for classifiers
 
 
 def step_losses(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray, loss: Loss) -> np.ndarray:

@@ -1,10 +1,11 @@
-"""The one forecaster interface every architecture implements.
+"""The interface every trainable network implements, and the forecaster built on it.
 
+``TrainableModel`` holds the hooks the one loop in ``seqpipe.training`` drives: ``loss``
+(the objective, and the validation loss), ``training_step`` (several optimizers, e.g. a
+GAN), ``configure_optimizers`` and ``pretrain`` (unsupervised pre-training, e.g. a DBN).
 A forecaster maps history windows ``(batch, lookback, channels)`` in scaled units to
-forecasts ``(batch, horizon)``. Models that train differently override ``loss`` (a
-different objective), ``training_step`` (several optimizers, e.g. a GAN),
-``configure_optimizers`` or ``pretrain`` (unsupervised pre-training, e.g. a DBN); the one
-loop in ``seqpipe.training`` drives all of them.
+forecasts ``(batch, horizon)``; a sequence classifier (``seqpipe.models.classifiers``)
+maps padded sequences to class logits. Both run in the same loop.
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ class ProblemShape:
     channels: int = 1
 
 
-class Forecaster(nn.Module):
+class TrainableModel(nn.Module):
+    """A network the training loop fits: its params, its objective and how it steps."""
+
     arch: ClassVar[str]
     Params: ClassVar[type] = NoParams
 
-    def __init__(self, shape: ProblemShape, params: Any) -> None:
+    def __init__(self, shape: Any, params: Any) -> None:
         super().__init__()
         self.shape = shape
         self.params = params
@@ -50,7 +53,8 @@ class Forecaster(nn.Module):
         return any(p.requires_grad for p in self.parameters())
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return nn.functional.mse_loss(self(x), y)
+        """The objective of a batch; the loop also reads it as the validation loss."""
+        raise NotImplementedError
 
     def configure_optimizers(self, learning_rate: float, weight_decay: float) -> list[torch.optim.Optimizer]:
         return [torch.optim.AdamW(self.parameters(), lr=learning_rate, weight_decay=weight_decay)]
@@ -74,6 +78,15 @@ class Forecaster(nn.Module):
         over dicts, checked against the dataclass's resolved type hints (seqpipe.hyperparams).
         """
         return parse_as(cls.Params, values, cls.arch)
+
+
+class Forecaster(TrainableModel):
+    """Maps history windows ``(batch, lookback, channels)`` to forecasts ``(batch, horizon)``, trained on MSE."""
+
+    shape: ProblemShape
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return nn.functional.mse_loss(self(x), y)
 
 
 class WindowNormalizedForecaster(Forecaster):

@@ -27,7 +27,7 @@ from seqpipe.steps.backtesting import BACKTEST_ARTIFACTS, backtest
 from seqpipe.steps.data import (
     DOCS_DIR, REPORT_FILE, ingest, input_features, prepare, read_validation, validate, validation_rules,
 )
-from seqpipe.steps.evaluation import EVALUATION_ARTIFACTS, evaluate, leaderboard_markdown
+from seqpipe.steps.evaluation import EVALUATION_ARTIFACTS, evaluate, leaderboard_markdown, leaderboard_title
 from seqpipe.steps.provenance import lineage, reproduce
 from seqpipe.steps.registry import VERSION_COLUMNS, gate, predict, promote, register, rollback, versions
 from seqpipe.steps.runs import (
@@ -56,7 +56,7 @@ __all__ = [
     "MODEL_FILES", "PREPARED_FILES", "fetch_prepared", "fetch_trained", "fetch_training_summary", "publish_prepared",
     "publish_training_summary",
     # evaluation, backtesting
-    "EVALUATION_ARTIFACTS", "evaluate", "leaderboard_markdown", "BACKTEST_ARTIFACTS", "backtest",
+    "EVALUATION_ARTIFACTS", "evaluate", "leaderboard_markdown", "leaderboard_title", "BACKTEST_ARTIFACTS", "backtest",
     # registry
     "VERSION_COLUMNS", "gate", "predict", "promote", "register", "rollback", "versions",
     # scheduled, provenance, synthesis

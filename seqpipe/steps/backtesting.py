@@ -25,12 +25,14 @@ from seqpipe.steps.data import _filled, _with_frequency, input_features
 from seqpipe.steps.runs import finish_pipeline_run, pipeline_run_for
 from seqpipe.steps.fitting import fit_estimator, seeded_estimator
 from seqpipe.steps.training import training_record
+from seqpipe.tasks import task_step
 
 log = logging.getLogger(__name__)
 
 BACKTEST_ARTIFACTS = ("folds.csv", "summary.csv", "summary.md", "metrics.json")
 
 
+@task_step
 def backtest(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_off: bool = False) -> pd.DataFrame:
     """Refit and score the models at ``evaluation.backtest.folds`` forecast origins; write ``data/backtest``.
 

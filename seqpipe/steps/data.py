@@ -21,6 +21,7 @@ from seqpipe.data.validation import Rules, ValidationReport, quarantine_candidat
 from seqpipe.layout import VALIDATED_FILE, Layout
 from seqpipe.errors import ConfigError, DataValidationError
 from seqpipe.io import atomic_dir, read_json, write_json
+from seqpipe.tasks import task_step
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ DOCS_DIR = "data_docs"
 
 # -- ingest -------------------------------------------------------------------------------------
 
+@task_step
 def ingest(cfg: PipelineConfig, source: SourceConfig | None = None) -> Manifest:
     """Read the source into the canonical frame and store it as an immutable raw snapshot."""
     frame, origin = read_source(source or cfg.data.source, cfg.root)
@@ -55,6 +57,7 @@ def validation_rules(cfg: PipelineConfig) -> Rules:
     )
 
 
+@task_step
 def validate(cfg: PipelineConfig) -> ValidationReport:
     """Run the GX suites on the latest snapshot; only data that passes reaches ``data/validated``.
 
@@ -136,6 +139,7 @@ def _filled(cfg: PipelineConfig, frame: pd.DataFrame) -> tuple[pd.DataFrame, np.
     return frame, frame.loc[frame["value"].isna(), "series_id"].unique()
 
 
+@task_step
 def prepare(cfg: PipelineConfig) -> dict:
     """Split by time, scale per series on training data, cut windows; write ``data/prepared``."""
     layout = Layout.of(cfg)

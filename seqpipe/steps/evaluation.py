@@ -25,6 +25,7 @@ from seqpipe.models.persistence import SPEC_FILE
 from seqpipe.tracking.runs import log_metrics
 from seqpipe.tracking.store import connect
 from seqpipe.steps.training import training_record
+from seqpipe.tasks import task_step
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ EVALUATION_ARTIFACTS = ("leaderboard.csv", "leaderboard.md", "metrics.json", "fo
                         "metric_by_model.png", "error_distribution.png")
 
 
+@task_step
 def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFrame:
     """Score every trained model on the test split; write the leaderboard, forecasts and a plot.
 
@@ -88,6 +90,12 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
     log.info("leaderboard (test split, %d series, horizon %d, ranked by %s) written to %s", len(ids), horizon,
              cfg.evaluation.metric, layout.evaluation)
     return board
+
+
+@task_step
+def leaderboard_title(cfg: PipelineConfig) -> str:
+    """What the leaderboard ranks by and on which split, for the lines that show it."""
+    return f"test split, ranked by {cfg.evaluation.metric}"
 
 
 def leaderboard_markdown(cfg: PipelineConfig) -> str:

@@ -25,16 +25,18 @@ from seqpipe.evaluation.scoring import scoring_targets
 from seqpipe.io import write_json, write_table
 from seqpipe.tracking.lineage import TAG_PREFIX
 from seqpipe.tracking.registry import (
-    CHALLENGER, PRODUCTION, ModelArtifacts, alias_version, aliases_of, list_versions, log_and_register, model_uri,
+    CHALLENGER, PRODUCTION, ModelArtifacts, alias_version, forecast_package, aliases_of, list_versions, log_and_register, model_uri,
 )
 from seqpipe.tracking.registry import promote as move_production
 from seqpipe.tracking.registry import rollback as roll_back_production
 from seqpipe.tracking.store import connect, mlflow_uris, tracking_uri
 from seqpipe.steps.training import training_record
+from seqpipe.tasks import task_step
 
 log = logging.getLogger(__name__)
 
 
+@task_step
 def register(cfg: PipelineConfig) -> str:
     """Register the leaderboard's best model, whatever its kind, as a new version with the alias ``challenger``.
 
@@ -62,10 +64,10 @@ def register(cfg: PipelineConfig) -> str:
         config = write_json(Path(scratch) / "pipeline.json", cfg.model_dump(mode="json", exclude={"root", "conf_dir"}))
         version = log_and_register(
             client, run["run_id"], cfg.tracking.registered_model,
-            ModelArtifacts(layout.models / best["model"], layout.prepared / SCALERS_FILE, prepared.spec.freq,
+            lambda: forecast_package(ModelArtifacts(layout.models / best["model"], layout.prepared / SCALERS_FILE, prepared.spec.freq,
                            example, QuantileSettings(tuple(cfg.serving.quantiles), cfg.serving.samples, cfg.serving.seed),
                            config, prepared.features,
-                           layout.prepared / COVARIATE_SCALERS_FILE if prepared.covariate_scalers else None),
+                           layout.prepared / COVARIATE_SCALERS_FILE if prepared.covariate_scalers else None)),
             tags,
         )
     log.info(f"registered {cfg.tracking.registered_model} version {version} ({best['model']}, "
@@ -106,41 +108,69 @@ def _forecast_version(cfg: PipelineConfig, version: str, history: pd.DataFrame, 
     return table.reindex(index=actual.index, columns=actual.columns).to_numpy(np.float64)
 
 
-def _gate_tags(decision: GateDecision, production: str | None, loss: str, action: str) -> dict[str, str]:
-    def number(value: float | None) -> str:
-        return "none" if value is None else f"{value:.6g}"
+def _number(value: float | None) -> str:
+    return "none" if value is None else f"{value:.6g}"
 
-    test = decision.test
-    return {
+
+def gate_candidates(cfg: PipelineConfig) -> tuple[str, str | None]:
+    """The challenger and production (None: no version serves yet) versions the gate compares."""
+    client, _ = connect(cfg)
+    name = cfg.tracking.registered_model
+    challenger = alias_version(client, name, CHALLENGER)
+    if challenger is None:
+        raise RegistryError(f"registered model '{name}' has no '{CHALLENGER}' version; run `seqpipe register` first")
+    return challenger, alias_version(client, name, PRODUCTION)
+
+
+def already_production(version: str) -> dict:
+    log.info(f"gate: version {version} is already '{PRODUCTION}'; nothing to decide")
+    return {"challenger": version, "production": version, "passed": False, "action": "already production"}
+
+
+def conclude_gate(cfg: PipelineConfig, challenger: str, production: str | None, decision: GateDecision,
+                  auto_promote: bool, test_tags: dict[str, str], test_summary: str) -> dict:
+    """Keep the gate's decision as tags on the challenger and promote it when it passed (and may be).
+
+    ``test_tags`` are the paired test's own figures (``seqpipe.gate.*``), ``test_summary``
+    its line in the log; the rest is the same for every task.
+    """
+    client, _ = connect(cfg)
+    name = cfg.tracking.registered_model
+    action = "promoted" if decision.promote and auto_promote else ("report only" if decision.promote else "kept production")
+    tags = {
         "seqpipe.gate.passed": str(decision.promote).lower(),
         "seqpipe.gate.action": action,
         "seqpipe.gate.reason": decision.reason,
         "seqpipe.gate.metric": decision.metric,
-        "seqpipe.gate.challenger_score": number(decision.challenger_score),
-        "seqpipe.gate.production_score": number(decision.production_score),
+        "seqpipe.gate.challenger_score": _number(decision.challenger_score),
+        "seqpipe.gate.production_score": _number(decision.production_score),
         "seqpipe.gate.production_version": str(production),
-        "seqpipe.gate.p_value": number(test.p_value if test else None),
-        "seqpipe.gate.dm_statistic": number(test.statistic if test else None),
-        "seqpipe.gate.loss": loss,
+        **test_tags,
         "seqpipe.gate.at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+    for key, value in tags.items():
+        client.set_model_version_tag(name, challenger, key, value)
+    log.info(f"gate: challenger v{challenger} {decision.metric} {decision.challenger_score:.4f} vs production "
+             f"{'none' if production is None else f'v{production} {decision.production_score:.4f}'}; {test_summary} "
+             f"-> {'pass' if decision.promote else 'fail'}: {decision.reason}; {action}")
+    if action == "promoted":
+        promote(cfg, challenger, f"gate: {decision.reason}")
+    return {"challenger": challenger, "production": production, "passed": decision.promote, "action": action,
+            "metric": decision.metric, "challenger_score": decision.challenger_score,
+            "production_score": decision.production_score, "reason": decision.reason}
 
 
+@task_step
 def gate(cfg: PipelineConfig) -> dict:
     """Compare the challenger with production on the test split; promote it when it is clearly better.
 
     Both versions forecast the same history with their registered pyfunc, so the comparison
     covers exactly what would serve. The decision is kept as tags on the challenger.
     """
-    client, _ = connect(cfg)
-    name, settings, metric = cfg.tracking.registered_model, cfg.promotion, cfg.evaluation.metric
-    challenger = alias_version(client, name, CHALLENGER)
-    if challenger is None:
-        raise RegistryError(f"registered model '{name}' has no '{CHALLENGER}' version; run `seqpipe register` first")
-    production = alias_version(client, name, PRODUCTION)
+    challenger, production = gate_candidates(cfg)
     if production == challenger:
-        log.info(f"gate: version {challenger} is already '{PRODUCTION}'; nothing to decide")
-        return {"challenger": challenger, "production": production, "passed": False, "action": "already production"}
+        return already_production(challenger)
+    settings, metric = cfg.promotion, cfg.evaluation.metric
 
     history, actual, scale = _test_split(cfg)
     values, scales = actual.to_numpy(np.float64), scale.to_numpy(np.float64)
@@ -153,21 +183,13 @@ def gate(cfg: PipelineConfig) -> dict:
         test = diebold_mariano(step_losses(values, challenger_forecast, scales, settings.loss),
                                step_losses(values, production_forecast, scales, settings.loss))
     decision = decide(metric, challenger_score, production_score, test, settings.margin, settings.significance)
-
-    action = "promoted" if decision.promote and settings.auto_promote else (
-        "report only" if decision.promote else "kept production")
-    tags = _gate_tags(decision, production, settings.loss, action)
-    for key, value in tags.items():
-        client.set_model_version_tag(name, challenger, key, value)
+    test_tags = {"seqpipe.gate.p_value": _number(test.p_value if test else None),
+                 "seqpipe.gate.dm_statistic": _number(test.statistic if test else None),
+                 "seqpipe.gate.loss": settings.loss}
     p_value = "n/a" if test is None else f"{test.p_value:.4g}"
-    log.info(f"gate: challenger v{challenger} {metric} {challenger_score:.4f} vs production "
-          f"{'none' if production is None else f'v{production} {production_score:.4f}'}; DM p-value {p_value} "
-          f"({settings.loss} loss) -> {'pass' if decision.promote else 'fail'}: {decision.reason}; {action}")
-    if action == "promoted":
-        promote(cfg, challenger, f"gate: {decision.reason}")
-    return {"challenger": challenger, "production": production, "passed": decision.promote, "action": action,
-            "metric": metric, "challenger_score": challenger_score, "production_score": production_score,
-            "p_value": None if test is None else test.p_value, "reason": decision.reason}
+    result = conclude_gate(cfg, challenger, production, decision, settings.auto_promote, test_tags,
+                           f"DM p-value {p_value} ({settings.loss} loss)")
+    return {**result, "p_value": None if test is None else test.p_value}
 
 
 def promote(cfg: PipelineConfig, version: str | None, reason: str, challenger: bool = False) -> dict:
@@ -195,10 +217,15 @@ def rollback(cfg: PipelineConfig, reason: str) -> dict:
 
 
 VERSION_COLUMNS = ("version", "aliases", "model", *(f"test_{m}" for m in METRICS), "gate", "created")
+TEST_TAG = "seqpipe.test_"
 
 
 def versions(cfg: PipelineConfig) -> pd.DataFrame:
-    """Every registered version with its aliases, test metrics, gate outcome and creation time."""
+    """Every registered version with its aliases, test metrics, gate outcome and creation time.
+
+    The metric columns are those the versions were tagged with (a forecaster's MASE and
+    sMAPE, a classifier's accuracy and macro-F1), in the order they first appear.
+    """
     client, _ = connect(cfg)
     name = cfg.tracking.registered_model
     found = list_versions(client, name)
@@ -206,18 +233,32 @@ def versions(cfg: PipelineConfig) -> pd.DataFrame:
         log.info("registered model '%s' has no versions yet; run `seqpipe register`", name)
         return pd.DataFrame(columns=list(VERSION_COLUMNS))
     aliases = aliases_of(client, name)
+    metrics = list(dict.fromkeys(k[len("seqpipe."):] for v in found for k in v.tags if k.startswith(TEST_TAG)))
     rows = [{
         "version": int(v.version),
         "aliases": ",".join(aliases.get(str(v.version), [])) or "-",
         "model": v.tags.get("seqpipe.model", "?"),
-        **{f"test_{m}": float(v.tags[f"seqpipe.test_{m}"]) if f"seqpipe.test_{m}" in v.tags else np.nan for m in METRICS},
+        **{m: float(v.tags[f"seqpipe.{m}"]) if f"seqpipe.{m}" in v.tags else np.nan for m in metrics},
         "gate": v.tags.get("seqpipe.gate.action", "-"),
         "created": datetime.fromtimestamp(v.creation_timestamp / 1000, timezone.utc).isoformat(timespec="seconds"),
     } for v in found]
-    table = pd.DataFrame(rows, columns=list(VERSION_COLUMNS))
-    return table
+    return pd.DataFrame(rows, columns=["version", "aliases", "model", *metrics, "gate", "created"])
 
 
+def load_registered(cfg: PipelineConfig, reference: str) -> tuple[mlflow.pyfunc.PyFuncModel, str]:
+    """The registered version ``reference`` (production, challenger or a number) as a pyfunc, and its URI."""
+    client, _ = connect(cfg)
+    uri = model_uri(cfg.tracking.registered_model, reference)
+    try:
+        with mlflow_uris(client):
+            return mlflow.pyfunc.load_model(uri), uri
+    except MlflowException as exc:
+        raise RegistryError(f"cannot load {uri}: {exc.message}") from None
+    except PredictionError as exc:
+        raise PredictionError(f"cannot load {uri}: {exc}") from None
+
+
+@task_step
 def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path, horizon: int | None = None) -> pd.DataFrame:
     """Forecast every series in ``input_path`` with a registered model; write ``output_path``."""
 
@@ -228,15 +269,7 @@ def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path
     # Without an id column the input is the one series training named (data.source.series_name or the source file's).
     history = read_table(input_path, columns, time_format=source.time_format, timezone=source.timezone,
                          keep_other_columns=True, series_name=training_series_name(source))
-    client, _ = connect(cfg)
-    uri = model_uri(cfg.tracking.registered_model, model)
-    try:
-        with mlflow_uris(client):
-            loaded = mlflow.pyfunc.load_model(uri)
-    except MlflowException as exc:
-        raise RegistryError(f"cannot load {uri}: {exc.message}") from None
-    except PredictionError as exc:
-        raise PredictionError(f"cannot load {uri}: {exc}") from None
+    loaded, uri = load_registered(cfg, model)
     schema = loaded.metadata.get_input_schema()
     if schema is not None:
         wanted = schema.input_names()

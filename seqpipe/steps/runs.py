@@ -93,7 +93,8 @@ def record_dataset(cfg: PipelineConfig, run_id: str, contexts: Iterable[str] | N
 def _verdict(report: dict) -> str:
     if report["success"]:
         return "passed"
-    return f"quarantined {len(report['quarantined'])} series" if report["quarantined"] else "failed"
+    # Classification has no quarantine: its reports hold no such list.
+    return f"quarantined {len(report['quarantined'])} series" if report.get("quarantined") else "failed"
 
 
 def finish_pipeline_run(cfg: PipelineConfig, run_id: str, succeeded: bool) -> None:

@@ -17,6 +17,7 @@ from seqpipe.io import write_table
 from seqpipe.layout import Layout
 from seqpipe.models.gan import GANForecaster
 from seqpipe.models.persistence import SPEC_FILE, load_model
+from seqpipe.tasks import task_step
 
 SYNTHETIC_DIR = "synthetic"
 # A generated series this flat has no shape to scale: it stays flat at its level.
@@ -25,6 +26,7 @@ FLAT_SPREAD = 1e-8
 logger = logging.getLogger(__name__)
 
 
+@task_step
 def synthesize(cfg: PipelineConfig, model: str | None = None, series: int | None = None, length: int | None = None,
                seed: int | None = None, output: Path | None = None) -> Path:
     """Write ``series`` synthetic series of ``length`` points drawn from a trained GAN; return the file.

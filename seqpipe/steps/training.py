@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from seqpipe.config import ModelSpec, PipelineConfig
 from seqpipe.data.catalog import series_spec
 from seqpipe.data.prepare import META_FILE, PreparedData, load_prepared
 from seqpipe.errors import ConfigError
 from seqpipe.estimators import FitOptions
+from seqpipe.training import FitResult
 from seqpipe.hashing import short_digest
 from seqpipe.hyperparams import NOT_IN_WEIGHTS
 from seqpipe.io import atomic_dir, folder_md5, read_json, write_json
@@ -24,6 +27,7 @@ from seqpipe.steps.data import input_features
 from seqpipe.steps.fitting import fit_estimator, seeded_estimator
 from seqpipe.steps.runs import _lineage, record_dataset
 from seqpipe.steps.transfer import MODEL_FILES
+from seqpipe.tasks import task_step
 from seqpipe.tracking.exchange import publish_folder
 from seqpipe.tracking.lineage import TAG_PREFIX
 from seqpipe.tracking.runs import active_run, create_run, finish_run, log_metrics, log_params
@@ -33,13 +37,40 @@ HISTORY_FILE = "history.json"
 PREPARED_TAG = TAG_PREFIX + "prepared_md5"
 
 
-def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str | None = None) -> dict:
-    """Train one configured model in its own child run; write ``data/models/<name>/`` and its run record."""
-    spec = cfg.model(name)
-    layout = Layout.of(cfg)
+@dataclass(frozen=True)
+class TrainingJob:
+    """One model ready to fit on its task's prepared data: what the shared training step needs of a task."""
+
+    estimator: Any  # an Estimator or a ClassifierEstimator: describe, fit (through ``fit``), save, trainable
+    data_params: dict[str, Any]  # what the data looked like, logged as the run's params
+    signature: dict[str, Any]  # what a checkpoint must have been trained on to be resumed
+    fit: Callable[[FitOptions], FitResult]
+
+
+@task_step
+def training_job(cfg: PipelineConfig, spec: ModelSpec, layout: Layout) -> TrainingJob:
+    """A forecaster and the prepared windows it fits on."""
     # Build first: a mistyped hyper-parameter should fail before any data is loaded.
     estimator = seeded_estimator(cfg, spec)
     prepared = load_prepared_for(cfg, layout)
+    return TrainingJob(
+        estimator=estimator,
+        data_params={**{f"data.{k}": v for k, v in asdict(prepared.spec).items()},
+                     "data.inputs": ",".join(prepared.features.names), "train_windows": len(prepared.train)},
+        signature=_checkpoint_signature(cfg, spec, prepared, layout),
+        fit=lambda options: fit_estimator(cfg, estimator, prepared, options),
+    )
+
+
+def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str | None = None) -> dict:
+    """Train one configured model in its own child run; write ``data/models/<name>/`` and its run record.
+
+    Every task trains through here; ``training_job`` is what differs.
+    """
+    spec = cfg.model(name)
+    layout = Layout.of(cfg)
+    job = training_job(cfg, spec, layout)
+    estimator = job.estimator
 
     client, experiment_id = connect(cfg)
     tags = {**_lineage(cfg, flow_run_id), PREPARED_TAG: folder_md5(layout.prepared)}
@@ -50,17 +81,16 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
         log_params(client, run_id, {
             "arch": spec.arch, **{f"model.{k}": v for k, v in estimator.describe().items()},
             **{f"training.{k}": v for k, v in cfg.training.model_dump().items()},
-            **{f"data.{k}": v for k, v in asdict(prepared.spec).items()},
-            "data.inputs": ",".join(prepared.features.names), "train_windows": len(prepared.train),
+            **job.data_params,
         })
         checkpoint = layout.checkpoints / f"{name}.pt"
         options = FitOptions(
-            name=name, checkpoint=checkpoint, signature=_checkpoint_signature(cfg, spec, prepared, layout),
+            name=name, checkpoint=checkpoint, signature=job.signature,
             on_epoch=lambda e: log_metrics(client, run_id, {"train_loss": e.train_loss, "val_loss": e.val_loss,
                                                             "learning_rate": e.learning_rate}, step=e.epoch),
         )
         with active_run(client, run_id, system_metrics=cfg.tracking.system_metrics and estimator.trainable):
-            result = fit_estimator(cfg, estimator, prepared, options)
+            result = job.fit(options)
         # A local model has no validation loss or epochs: only what the fit measured is logged.
         log_metrics(client, run_id, {k: v for k, v in {
             "best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -59,6 +60,40 @@ class ModelArtifacts:
     covariate_scalers: Path | None = None  # the covariates' scaler table, when there are covariates
 
 
+@dataclass(frozen=True)
+class PyfuncPackage:
+    """What one registered version holds, whatever its task: its code, files, config and signature."""
+
+    code: Path  # the PythonModel file, logged "from code"
+    artifacts: dict[str, str]  # name -> file or folder
+    model_config: dict[str, Any]
+    example: pd.DataFrame  # the signature's input example
+    example_output: pd.DataFrame
+    params: dict[str, Any] | None  # inference params of the signature, with their defaults
+    requirements: list[str]  # besides seqpipe's own code, which travels inside the model
+
+
+def forecast_package(artifacts: ModelArtifacts) -> PyfuncPackage:
+    """A forecaster's registered form: its folder, the scaler tables and the sampling it serves with."""
+    model = load_estimator(artifacts.model_dir)
+    scalers = Scalers.from_frame(pd.read_parquet(artifacts.scalers))
+    covariate_scalers = (covariate_scalers_from(pd.read_parquet(artifacts.covariate_scalers))
+                         if artifacts.covariate_scalers else {})
+    example_output = forecast_history(model, scalers, artifacts.example, model.shape.horizon, artifacts.freq,
+                                      sampling=artifacts.sampling, features=artifacts.features,
+                                      covariate_scalers=covariate_scalers)
+    return PyfuncPackage(
+        code=PYFUNC_CODE,
+        artifacts={"model": str(artifacts.model_dir), "scalers": str(artifacts.scalers),
+                   **({"config": str(artifacts.config)} if artifacts.config else {}),
+                   **({"covariate_scalers": str(artifacts.covariate_scalers)} if artifacts.covariate_scalers else {})},
+        model_config={"freq": artifacts.freq, "sampling": asdict(artifacts.sampling) if artifacts.sampling else None,
+                      "features": artifacts.features.to_dict()},
+        example=artifacts.example, example_output=example_output, params={"horizon": model.shape.horizon},
+        requirements=[*SERVING_REQUIREMENTS, *model.requirements],
+    )
+
+
 def registered_version_of(client: MlflowClient, name: str, training_run_id: str) -> str | None:
     """The oldest version of ``name`` registered from ``training_run_id``, if any."""
     try:
@@ -70,8 +105,9 @@ def registered_version_of(client: MlflowClient, name: str, training_run_id: str)
     return str(min(int(v.version) for v in found)) if found else None
 
 
-def log_and_register(client: MlflowClient, run_id: str, name: str, artifacts: ModelArtifacts, tags: dict[str, str]) -> str:
-    """Log the pyfunc into ``run_id``, register it under ``name`` with ``tags``, alias it challenger.
+def log_and_register(client: MlflowClient, run_id: str, name: str, package: Callable[[], PyfuncPackage],
+                     tags: dict[str, str]) -> str:
+    """Log the pyfunc ``package()`` builds into ``run_id``, register it under ``name`` with ``tags``, alias it challenger.
 
     Safe to retry: a training run that already has a version gets the challenger alias
     back instead of a second version. The version is created with its tags in one call,
@@ -80,35 +116,24 @@ def log_and_register(client: MlflowClient, run_id: str, name: str, artifacts: Mo
     tags = {**tags, TRAINING_RUN_TAG: run_id}
     existing = registered_version_of(client, name, run_id)
     if existing is None:
-        existing = _register(client, run_id, name, artifacts, tags)
+        existing = _register(client, run_id, name, package(), tags)
     _upsert(lambda: client.set_registered_model_alias(name, CHALLENGER, existing), f"alias '{CHALLENGER}' of '{name}'")
     return existing
 
 
-def _register(client: MlflowClient, run_id: str, name: str, artifacts: ModelArtifacts, tags: dict[str, str]) -> str:
-    model = load_estimator(artifacts.model_dir)
-    scalers = Scalers.from_frame(pd.read_parquet(artifacts.scalers))
-    covariate_scalers = (covariate_scalers_from(pd.read_parquet(artifacts.covariate_scalers))
-                         if artifacts.covariate_scalers else {})
-    example_output = forecast_history(model, scalers, artifacts.example, model.shape.horizon, artifacts.freq,
-                                      sampling=artifacts.sampling, features=artifacts.features,
-                                      covariate_scalers=covariate_scalers)
-    signature = infer_signature(artifacts.example, example_output, params={"horizon": model.shape.horizon})
+def _register(client: MlflowClient, run_id: str, name: str, package: PyfuncPackage, tags: dict[str, str]) -> str:
+    signature = infer_signature(package.example, package.example_output, params=package.params)
     # Fluent calls, each inside mlflow_uris(client): they reach the client's store and leave no URI set.
     with active_run(client, run_id):
         info = mlflow.pyfunc.log_model(
             name="model",
-            python_model=str(PYFUNC_CODE),
-            artifacts={"model": str(artifacts.model_dir), "scalers": str(artifacts.scalers),
-                       **({"config": str(artifacts.config)} if artifacts.config else {}),
-                       **({"covariate_scalers": str(artifacts.covariate_scalers)} if artifacts.covariate_scalers else {})},
+            python_model=str(package.code),
+            artifacts=package.artifacts,
             code_paths=[str(PACKAGE_DIR)],
-            model_config={"freq": artifacts.freq,
-                          "sampling": asdict(artifacts.sampling) if artifacts.sampling else None,
-                          "features": artifacts.features.to_dict()},
+            model_config=package.model_config,
             signature=signature,
-            input_example=artifacts.example,
-            pip_requirements=[*SERVING_REQUIREMENTS, *model.requirements],
+            input_example=package.example,
+            pip_requirements=package.requirements,
         )
     with mlflow_uris(client):
         version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)

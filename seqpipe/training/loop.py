@@ -2,7 +2,7 @@
 
 It owns the device, mixed precision, batching, early stopping on validation loss,
 the learning-rate schedule and gradient clipping. A model that trains differently
-overrides ``Forecaster.loss``, ``training_step``, ``configure_optimizers`` or
+overrides ``TrainableModel.loss``, ``training_step``, ``configure_optimizers`` or
 ``pretrain``; it still runs here.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from seqpipe.hyperparams import TrainSettings
-from seqpipe.models.base import Forecaster
+from seqpipe.models.base import TrainableModel
 
 LR_DECAY_FACTOR = 0.5
 LR_DECAY_PATIENCE = 2
@@ -76,7 +76,7 @@ def _batches(n: int, batch_size: int, generator: torch.Generator | None,
 
 
 @torch.no_grad()
-def evaluate_loss(model: Forecaster, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
+def evaluate_loss(model: TrainableModel, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> float:
     model.eval()
     # Summed on the device in float64 (what Python floats would give) and read once: a
     # read per batch would stall the GPU queue each time.
@@ -100,7 +100,7 @@ def _to_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def fit(
-    model: Forecaster,
+    model: TrainableModel,
     train: tuple[np.ndarray, np.ndarray],
     val: tuple[np.ndarray, np.ndarray],
     settings: TrainSettings,
