@@ -13,7 +13,7 @@ from tests.test_models import SHAPE, _seasonal_windows
 
 # Batches of one window: a long epoch (96 batches) for a tiny model.
 WINDOWS = 96
-BATCH_LINE = re.compile(r"\[dlinear\] epoch +1/2  batch (\d+)/96 \((\d+)/96 windows\)  train [\d.]+ so far")
+BATCH_LINE = re.compile(r"\[dlinear\] epoch +1/2  batch (\d+)/96 \((\d+)/96 examples\)  train [\d.]+ so far")
 
 
 def _train(**settings):

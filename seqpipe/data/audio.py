@@ -122,6 +122,9 @@ class FrameExtractor:
             raise SourceError(f"{name}: not a readable audio file (WAV, FLAC, OGG): {exc}") from None
         if samples.shape[0] == 0:
             raise SourceError(f"{name}: the audio file holds no samples")
+        # A float file can hold NaN or infinity, which librosa rejects with an error that names no file.
+        if not np.isfinite(samples).all():
+            raise SourceError(f"{name}: the audio file holds non-finite samples (NaN or infinity)")
         signal = librosa.to_mono(samples.T)
         if rate != self.sample_rate:
             signal = librosa.resample(signal, orig_sr=rate, target_sr=self.sample_rate)

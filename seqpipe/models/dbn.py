@@ -15,6 +15,7 @@ from torch import nn
 
 from seqpipe.hyperparams import DBNParams
 from seqpipe.models.base import EpochBatches, WindowNormalizedForecaster
+from seqpipe.models.rbm import pretrain_stack
 from seqpipe.models.revin import window_stats
 
 
@@ -43,25 +44,5 @@ class DBNForecaster(WindowNormalizedForecaster):
     def pretrain(self, x: torch.Tensor, y: torch.Tensor, batches: EpochBatches) -> None:
         level, spread = window_stats(x)
         data = ((x - level) / spread).flatten(1)
-        for index, layer in enumerate(self.layers):
-            for _ in range(self.params.pretrain_epochs):
-                for batch in batches():
-                    self.contrastive_divergence(index, data[batch])
-            data = torch.sigmoid(layer(data))
-
-    def contrastive_divergence(self, index: int, visible: torch.Tensor) -> torch.Tensor:
-        """One CD-k update of RBM ``index`` on a batch; returns its reconstruction error."""
-        layer, visible_bias = self.layers[index], self.visible_biases[index]
-        gaussian = index == 0
-        positive = torch.sigmoid(layer(visible))
-        reconstruction, negative = visible, positive
-        for _ in range(self.params.cd_steps):
-            down = nn.functional.linear(torch.bernoulli(negative), layer.weight.t(), visible_bias)
-            # Mean-field reconstructions (Hinton's guide): sampling them only adds noise.
-            reconstruction = down if gaussian else torch.sigmoid(down)
-            negative = torch.sigmoid(layer(reconstruction))
-        rate = self.params.pretrain_learning_rate / len(visible)
-        layer.weight += rate * (positive.t() @ visible - negative.t() @ reconstruction)
-        layer.bias += rate * (positive - negative).sum(0)
-        visible_bias += rate * (visible - reconstruction).sum(0)
-        return ((visible - reconstruction) ** 2).mean()
+        pretrain_stack(self.layers, self.visible_biases, data, self.params.pretrain_epochs, self.params.cd_steps,
+                       self.params.pretrain_learning_rate, batches)

@@ -261,11 +261,12 @@ class _EpochProgress:
     the device, once per interval: nothing here syncs the GPU per batch or touches the RNG.
     """
 
-    def __init__(self, settings: TrainSettings, name: str, epoch: int, batches: int, windows: int) -> None:
+    def __init__(self, settings: TrainSettings, name: str, epoch: int, batches: int, examples: int) -> None:
         self.enabled = settings.progress
         self.interval = settings.progress_interval
         self.label = f"[{name}] epoch {epoch:>3}/{settings.max_epochs}"
-        self.batches, self.windows = batches, windows
+        # Examples: a forecaster's history windows, a classifier's sequences.
+        self.batches, self.examples = batches, examples
         self.done = self.seen = 0
         self.started = self.last = time.perf_counter()
         self.bar = None
@@ -282,16 +283,16 @@ class _EpochProgress:
         if self.bar is not None:
             self.bar.close()
 
-    def advance(self, windows: int, running: torch.Tensor) -> None:
+    def advance(self, examples: int, running: torch.Tensor) -> None:
         if not self.enabled:
             return
         self.done += 1
-        self.seen += windows
+        self.seen += examples
         if self.bar is not None:
             self.bar.update(1)
             return
         now = time.perf_counter()
         if now - self.last >= self.interval and self.done < self.batches:
             self.last = now
-            logger.info(f"{self.label}  batch {self.done}/{self.batches} ({self.seen}/{self.windows} windows)"
+            logger.info(f"{self.label}  batch {self.done}/{self.batches} ({self.seen}/{self.examples} examples)"
                         f"  train {float(running) / self.seen:.4f} so far  {now - self.started:.1f}s")

@@ -5,7 +5,7 @@ steps by linear interpolation over its real steps alone (padding never enters, a
 length works at predict time) and flattened. The inputs are standardised per unit with
 the training set's statistics, which the Gaussian visible units of the first RBM assume
 (unit variance). The RBM stack is pre-trained greedily with contrastive divergence, the
-forecasting DBN's CD-k update (``seqpipe.models.dbn``), then fine-tuned as a sigmoid
+shared CD-k update (``seqpipe.models.rbm``), then fine-tuned as a sigmoid
 network with a softmax head on the cross-entropy in the shared loop.
 """
 
@@ -18,7 +18,7 @@ from seqpipe.hyperparams import DBNClassifierParams
 from seqpipe.models.base import EpochBatches
 from seqpipe.models.classifiers.base import SequenceClassifier, lengths_of, split_mask
 from seqpipe.models.classifiers.shape import ClassifierShape
-from seqpipe.models.dbn import DBNForecaster
+from seqpipe.models.rbm import pretrain_stack
 
 # Floor of a visible unit's standard deviation: a constant input must not divide by zero.
 MIN_STD = 1e-6
@@ -45,9 +45,6 @@ def resample(features: torch.Tensor, lengths: torch.Tensor, frames: int) -> torc
 class DBNClassifier(SequenceClassifier):
     arch = "dbn_classifier"
     Params = DBNClassifierParams
-    # The forecaster's CD-k update reads only what this class shares with it: ``layers``,
-    # ``visible_biases`` and the params' ``cd_steps`` and ``pretrain_learning_rate``.
-    contrastive_divergence = DBNForecaster.contrastive_divergence
 
     def __init__(self, shape: ClassifierShape, params: DBNClassifierParams) -> None:
         super().__init__(shape, params)
@@ -82,9 +79,5 @@ class DBNClassifier(SequenceClassifier):
         frames = self.frames(x)
         self.input_mean.copy_(frames.mean(0))
         self.input_std.copy_(frames.std(0, correction=0).clamp(min=MIN_STD))
-        data = (frames - self.input_mean) / self.input_std
-        for index, layer in enumerate(self.layers):
-            for _ in range(self.params.pretrain_epochs):
-                for batch in batches():
-                    self.contrastive_divergence(index, data[batch])
-            data = torch.sigmoid(layer(data))
+        pretrain_stack(self.layers, self.visible_biases, (frames - self.input_mean) / self.input_std,
+                       self.params.pretrain_epochs, self.params.cd_steps, self.params.pretrain_learning_rate, batches)

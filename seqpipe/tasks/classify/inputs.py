@@ -65,9 +65,15 @@ def _audio_sequences(frame: pd.DataFrame, spec: InputSpec) -> tuple[list[str], l
     if PATH_COLUMN not in frame.columns:
         raise PredictionError(f"input lacks the column '{PATH_COLUMN}': this model classifies WAV files "
                               f"named by path; columns present: {list(map(str, frame.columns))}")
+    paths = frame[PATH_COLUMN]
+    # An empty cell would otherwise be looked up as a file named "nan" or "None".
+    blank = (paths.isna() | (paths.astype(str).str.strip() == "")).to_numpy()
+    if blank.any():
+        raise PredictionError(f"input rows {np.flatnonzero(blank)[:5].tolist()} have no '{PATH_COLUMN}': "
+                              f"each row names one audio file")
     extractor = FrameExtractor.from_dict(spec.extractor or {})
     ids, sequences = [], []
-    for path in frame[PATH_COLUMN].astype(str):
+    for path in paths.astype(str):
         try:
             sequences.append(extractor.frames(path))
         except SourceError as exc:

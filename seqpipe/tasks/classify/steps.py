@@ -30,7 +30,7 @@ from seqpipe.data.snapshot import Manifest, read_snapshot, write_snapshot
 from seqpipe.errors import ConfigError, DataValidationError, PredictionError, RegistryError
 from seqpipe.estimators import build_estimator, load_estimator
 from seqpipe.evaluation.classification import (
-    HIGHER_IS_BETTER, classification_scores, confusion_matrix, metric_scorer, per_class_report,
+    HIGHER_IS_BETTER, classification_scores, confusion_matrix, metric_scorer, per_class_report, predictive_entropy,
 )
 from seqpipe.evaluation.classification_gate import decide_classifier, mcnemar_exact, paired_bootstrap
 from seqpipe.evaluation.classification_plots import plot_confusion_matrix, plot_metric_by_model, write_confusion_csv
@@ -181,8 +181,10 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
         val_scores = classification_scores(val_labels, estimator.predict_proba(val_batch), settings.calibration_bins)
         probabilities[spec.name] = estimator.predict_proba(test_batch)
         test_scores = classification_scores(test_labels, probabilities[spec.name], settings.calibration_bins)
+        # How unsure the model is on average (nats): an ensemble's disagreement shows here.
+        entropy = float(predictive_entropy(probabilities[spec.name]).mean())
         rows.append({"model": spec.name, "arch": spec.arch, **{f"val_{m}": val_scores[m] for m in METRICS},
-                     **{f"test_{m}": test_scores[m] for m in METRICS}})
+                     **{f"test_{m}": test_scores[m] for m in METRICS}, "test_entropy": entropy})
     board = _ranked(pd.DataFrame(rows), settings.metric)
     best = str(board.iloc[0]["model"])
     predicted = probabilities[best].argmax(axis=1)

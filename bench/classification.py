@@ -1,0 +1,468 @@
+"""Sequence classification on spoken-digits: every configured classifier against four references.
+
+One run measures, on the same test sequences:
+
+- every model of the config (default ``examples/spoken-digits/conf``): the networks and
+  seqpipe's own references (``majority``, ``minirocket``), each seeded with
+  ``seed_everything(training.seed, threads)`` and built by ``build_estimator`` with the
+  pipeline's ``ClassifierShape``, then fitted on the training split with early stopping
+  on the validation split, as ``seqpipe train`` does;
+- two references from outside seqpipe, the ones the issue compares against:
+  ``mean_std_logreg``, each channel's mean and standard deviation over the sequence
+  (26 features) into a standardised sklearn ``LogisticRegression`` (0.947 accuracy
+  elsewhere, on a random 80/20 split), and ``dtw_1nn``, the training sequence nearest by
+  dynamic time warping (0.993 elsewhere). DTW here is "dependent" DTW (the squared
+  Euclidean distance of whole frames as the step cost, no warping window), in numpy,
+  one test sequence against a batch of training sequences at a time.
+
+Each row gives test accuracy, macro-F1 and log loss (a 1-NN's probabilities are one-hot,
+so its log loss mostly counts its errors), the validation score that the pipeline ranks
+by (``classify.evaluation.metric``), seconds to fit and to predict the test split, the
+fitted parameters and the training sequences used. The pipeline's selection rule picks
+the ``selected`` model among the config's models: the best validation score, chosen
+without looking at test. The table is sorted by test accuracy, and a closing line says
+whether the selected model beats MiniRocket on test accuracy and macro-F1 and whether it
+reaches 0.99 accuracy.
+
+Splits (``--split``):
+
+- ``pipeline`` (default): what ``seqpipe prepare`` makes from ``classify.split``
+  (stratified by label, seeded); every row fits on its training split.
+- ``random80``: one seeded random 80/20 split, not stratified, as the external figures
+  were measured; ``classify.split.validation_share`` of the 80 is carved out as
+  validation for early stopping and selection. seqpipe's models fit on the rest of the
+  80; the two outside references use no validation, so they fit on all of the 80, as
+  they did where their figures come from (the ``trained on`` column says so).
+
+Channels are standardised with training statistics, as ``prepare`` does; DTW reads them
+so (``--dtw-units scaled``) or in the source's units (``--dtw-units raw``). The data are
+not run through validation (the built-in data pass it unchanged) and nothing is logged to
+MLflow.
+
+    .venv/bin/python bench/classification.py                                   # everything: long on a CPU
+    .venv/bin/python bench/classification.py --models majority,minirocket,gru --max-epochs 1 --skip-dtw
+    .venv/bin/python bench/classification.py --split random80 --json random80.json
+    .venv/bin/python bench/classification.py --models majority --dtw-limit 100  # DTW against 100 training sequences
+
+``--json FILE`` writes ``{dataset: {model: {accuracy, macro_f1, log_loss, fit_seconds,
+selected, ...}}}``; the dataset key carries ``/random80`` for that split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+from threadpoolctl import threadpool_limits
+
+from seqpipe.config import MODEL_SPECS, ModelSpec, PipelineConfig, load_config
+from seqpipe.data.sequence_prepare import ChannelScaler, PreparedSequences, prepare_sequences
+from seqpipe.data.sequences import LABEL, SequenceLayout, audio_extractor, channel_columns, read_sequence_source
+from seqpipe.estimators import FitOptions, build_estimator
+from seqpipe.estimators.classification import SequenceBatch
+from seqpipe.evaluation.classification import HIGHER_IS_BETTER, classification_scores
+from seqpipe.steps.fitting import train_settings
+from seqpipe.tasks.classify.steps import classifier_shape
+from seqpipe.training import TrainSettings, seed_everything
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONF = REPO / "examples" / "spoken-digits" / "conf"
+SPLITS = ("pipeline", "random80")
+RANDOM_TEST_SHARE = 0.2  # random80: the test share of all sequences
+DTW_UNITS = ("scaled", "raw")
+# Test accuracy measured elsewhere, on a random 80/20 split, for the outside references.
+EXTERNAL_ACCURACY = {"mean_std_logreg": 0.947, "dtw_1nn": 0.993}
+TARGET_ACCURACY = 0.99
+MINIROCKET_ARCH = "minirocket"
+LOGREG_MAX_ITER = 2000
+# Training sequences per DTW pass: they are sorted by length first, so a pass pads little.
+DTW_CHUNK = 512
+MODELS_DIR = "models"
+KIND_MODEL, KIND_REFERENCE, KIND_EXTERNAL = "seqpipe", "seqpipe reference", "outside reference"
+
+log = logging.getLogger("bench.classification")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured classifier."""
+
+    model: str
+    kind: str
+    scores: dict[str, float]  # on the test split: accuracy, macro_f1, log_loss, ...
+    val_score: float | None  # the validation score selection ranks by; None for the outside references
+    fit_seconds: float
+    predict_seconds: float  # the test split
+    parameters: int
+    trained_on: str  # training sequences used
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+def _share(count: int, share: float) -> int:
+    """``count x share`` rounded half up, as ``prepare`` rounds its shares."""
+    return int(np.floor(count * share + 0.5))
+
+
+def random80_prepared(frame: pd.DataFrame, cfg: PipelineConfig) -> PreparedSequences:
+    """One seeded random 80/20 split (not stratified), validation carved out of the 80, scaled as ``prepare`` does."""
+    split = cfg.classify.split
+    layout = SequenceLayout.of(frame)
+    order = np.random.default_rng(split.seed).permutation(len(layout.ids))
+    n_test = _share(len(order), RANDOM_TEST_SHARE)
+    n_val = _share(len(order) - n_test, split.validation_share)
+    splits = np.full(len(order), "train", dtype=object)
+    splits[order[:n_test]] = "test"
+    splits[order[n_test:n_test + n_val]] = "val"
+    channels = channel_columns(frame)
+    row_splits = splits[layout.codes].astype(str)
+    scaler = ChannelScaler.fit(frame[channels].to_numpy(np.float64)[row_splits == "train"], channels)
+    labels = layout.first_rows(frame[LABEL])
+    return PreparedSequences(frame=frame.assign(split=row_splits), classes=tuple(sorted(set(labels.tolist()))),
+                             channels=tuple(channels), scaler=scaler,
+                             max_length=int(layout.lengths[splits == "train"].max()),
+                             class_weighting=cfg.classify.class_weighting,
+                             split_settings={"kind": "random80", "test_share": RANDOM_TEST_SHARE,
+                                             "validation_share": split.validation_share, "seed": split.seed})
+
+
+def prepared_sequences(cfg: PipelineConfig, split: str) -> PreparedSequences:
+    frame, origin = read_sequence_source(cfg.classify.source, cfg.root)
+    log.info("read %s", origin)
+    if split == "random80":
+        return random80_prepared(frame, cfg)
+    return prepare_sequences(frame, cfg.classify.split, cfg.classify.class_weighting,
+                             audio_extractor(cfg.classify.source))
+
+
+def outside_training_set(prepared: PreparedSequences, split: str) -> tuple[SequenceBatch, np.ndarray]:
+    """What the outside references fit on: the training split, or with random80 all of the 80 (train + val)."""
+    if split == "pipeline":
+        return prepared.batch_of("train")
+    longest = int(prepared.layout.lengths.max())
+    (train, train_labels), (val, val_labels) = prepared.batch_of("train", longest), prepared.batch_of("val", longest)
+    return (SequenceBatch(np.concatenate([train.x, val.x]), np.concatenate([train.lengths, val.lengths])),
+            np.concatenate([train_labels, val_labels]))
+
+
+def split_counts(prepared: PreparedSequences) -> dict[str, int]:
+    return {split: sum(per_class.values()) for split, per_class in prepared.counts().items()}
+
+
+# -- seqpipe's classifiers ----------------------------------------------------------------------
+
+def spec_from_file(cfg: PipelineConfig, name: str) -> ModelSpec:
+    """A model that ``conf/models/<name>.yaml`` describes but pipeline.yaml does not list (no overrides apply)."""
+    path = cfg.conf_dir / MODELS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise SystemExit(f"--models: '{name}' is neither in {cfg.conf_dir}/pipeline.yaml nor a file {path}")
+    raw = yaml.safe_load(path.read_text())
+    params = raw.get("params") or {}
+    return MODEL_SPECS[raw["arch"]].model_validate({"name": name, "arch": raw["arch"], "params": params})
+
+
+def chosen_specs(cfg: PipelineConfig, names: list[str] | None) -> list[ModelSpec]:
+    """The config's models, or those named (in that order); a name the config lacks is read from conf/models/."""
+    if names is None:
+        return list(cfg.models)
+    listed = {spec.name: spec for spec in cfg.models}
+    return [listed[name] if name in listed else spec_from_file(cfg, name) for name in names]
+
+
+def parameter_count(description: dict) -> int:
+    """Fitted numbers: a network's weights, MiniRocket's regression coefficients, the majority's class shares."""
+    for key in ("parameters", "coefficients", "classes"):
+        if key in description:
+            return int(description[key])
+    raise ValueError(f"no parameter count in {sorted(description)}")
+
+
+def timed(call: Callable[[], object]) -> tuple[object, float]:
+    started = time.perf_counter()
+    result = call()
+    return result, time.perf_counter() - started
+
+
+def measure_model(spec: ModelSpec, prepared: PreparedSequences, settings: TrainSettings, metric: str,
+                  bins: int) -> Row:
+    """Seed, build and fit one configured classifier as ``seqpipe train`` does; score validation and test."""
+    seed_everything(settings.seed, settings.num_threads)
+    estimator = build_estimator(spec.arch, classifier_shape(prepared), spec.params)
+    data = prepared.fit_data()
+    _, fit_seconds = timed(lambda: estimator.fit(data, settings, FitOptions(name=spec.name)))
+    val_scores = classification_scores(data.val_labels, estimator.predict_proba(data.val), bins)
+    test, test_labels = prepared.test_batch()
+    probabilities, predict_seconds = timed(lambda: estimator.predict_proba(test))
+    return Row(spec.name, KIND_MODEL if estimator.trainable else KIND_REFERENCE,
+               classification_scores(test_labels, probabilities, bins), val_scores[metric], fit_seconds,
+               predict_seconds, parameter_count(estimator.describe()), str(len(data.train)))
+
+
+# -- outside reference 1: per-channel mean and standard deviation + logistic regression --------
+
+def channel_statistics(batch: SequenceBatch) -> np.ndarray:
+    """Each sequence's per-channel mean and standard deviation over its real steps: ``(n, 2 x channels)``."""
+    mask = (np.arange(batch.x.shape[1])[None, :] < batch.lengths[:, None])[..., None]
+    steps = batch.lengths[:, None].astype(np.float64)
+    x = batch.x.astype(np.float64)
+    mean = (x * mask).sum(axis=1) / steps
+    std = np.sqrt((((x - mean[:, None, :]) * mask) ** 2).sum(axis=1) / steps)
+    return np.concatenate([mean, std], axis=1)
+
+
+def measure_statistics_logreg(train: tuple[SequenceBatch, np.ndarray], prepared: PreparedSequences,
+                              bins: int) -> Row:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    batch, labels = train
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=LOGREG_MAX_ITER))
+    _, fit_seconds = timed(lambda: model.fit(channel_statistics(batch), labels))
+    test, test_labels = prepared.test_batch()
+    predicted, predict_seconds = timed(lambda: model.predict_proba(channel_statistics(test)))
+    # predict_proba's columns are the classes seen in training; a class absent there gets 0.
+    probabilities = np.zeros((len(test), len(prepared.classes)))
+    probabilities[:, model.classes_] = predicted
+    regression = model[-1]
+    return Row("mean_std_logreg", KIND_EXTERNAL, classification_scores(test_labels, probabilities, bins), None,
+               fit_seconds, predict_seconds, int(regression.coef_.size + regression.intercept_.size), str(len(batch)))
+
+
+# -- outside reference 2: 1-nearest neighbour by dynamic time warping ---------------------------
+
+def dtw_distances(query: np.ndarray, train: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """DTW of one sequence ``(m, channels)`` to each of a padded batch ``(n, width, channels)`` of real ``lengths``.
+
+    The step cost is the squared Euclidean distance between frames; a warping path runs
+    from both first steps to both last steps, moving by (1, 0), (0, 1) or (1, 1). The
+    table of accumulated costs is filled one anti-diagonal (cells i + j = d) at a time,
+    each over the whole batch. A cell reads only cells of lower i and j, so the padding
+    past a sequence's end never reaches the cell at its last step, where its distance is read.
+    """
+    m, width = len(query), train.shape[1]
+    n = len(train)
+    # (n, width, m): |t|^2 + |q|^2 - 2 t.q, one matrix product; rounding can dip below 0.
+    step = np.maximum((train**2).sum(-1)[:, :, None] + (query**2).sum(-1)[None, None, :] - 2 * train @ query.T, 0.0)
+    # A diagonal is stored by query step i at column i + 1; column 0 stays infinite, so the
+    # neighbours (i - 1, j) and (i - 1, j - 1) of i = 0 are out of the path. Before the first
+    # diagonal, the cell "(-1, -1)" holds 0: the path's start.
+    before_last = np.full((n, m + 1), np.inf)
+    before_last[:, 0] = 0.0
+    last = np.full((n, m + 1), np.inf)
+    last_row = np.empty((n, width))  # accumulated cost at (m - 1, j)
+    for d in range(m + width - 1):
+        low, high = max(0, d - width + 1), min(m - 1, d)
+        i = np.arange(low, high + 1)
+        neighbours = np.minimum(np.minimum(last[:, low:high + 1],           # (i - 1, j)
+                                           last[:, low + 1:high + 2]),       # (i, j - 1)
+                                before_last[:, low:high + 1])                # (i - 1, j - 1)
+        current = np.full((n, m + 1), np.inf)
+        current[:, low + 1:high + 2] = step[:, d - i, i] + neighbours
+        if high == m - 1:
+            last_row[:, d - (m - 1)] = current[:, m]
+        before_last, last = last, current
+    return last_row[np.arange(n), lengths - 1]
+
+
+def nearest_neighbours(queries: SequenceBatch, train: SequenceBatch) -> np.ndarray:
+    """For each query, the index of the training sequence at the smallest DTW distance (the first on a tie)."""
+    by_length = np.argsort(train.lengths, kind="stable")
+    chunks = [by_length[start:start + DTW_CHUNK] for start in range(0, len(by_length), DTW_CHUNK)]
+    padded = [(train.x[chunk, :int(train.lengths[chunk].max())].astype(np.float64), train.lengths[chunk])
+              for chunk in chunks]
+    nearest = np.empty(len(queries), dtype=np.int64)
+    for q in range(len(queries)):
+        query = queries.x[q, :queries.lengths[q]].astype(np.float64)
+        distances = np.empty(len(train))
+        for chunk, (x, lengths) in zip(chunks, padded, strict=True):
+            distances[chunk] = dtw_distances(query, x, lengths)
+        nearest[q] = int(np.argmin(distances))
+    return nearest
+
+
+def in_units(batch: SequenceBatch, scaler: ChannelScaler, units: str) -> SequenceBatch:
+    """The batch as scaled, or back in the source's units (the padding is never read)."""
+    if units == "scaled":
+        return batch
+    return SequenceBatch(batch.x * scaler.std + scaler.mean, batch.lengths)
+
+
+def training_subset(train: tuple[SequenceBatch, np.ndarray], limit: int | None,
+                    seed: int) -> tuple[SequenceBatch, np.ndarray]:
+    """At most ``limit`` training sequences, drawn at random with ``seed`` (all of them without a limit)."""
+    batch, labels = train
+    if limit is None or limit >= len(batch):
+        return train
+    kept = np.sort(np.random.default_rng(seed).choice(len(batch), size=limit, replace=False))
+    return SequenceBatch(batch.x[kept], batch.lengths[kept]), labels[kept]
+
+
+def measure_dtw(train: tuple[SequenceBatch, np.ndarray], prepared: PreparedSequences, limit: int | None,
+                units: str, seed: int, bins: int) -> Row:
+    available = len(train[0])
+    batch, labels = training_subset(train, limit, seed)
+    test, test_labels = prepared.test_batch()
+    log.info("DTW 1-NN: %d test sequences against %d training sequences (%s units)", len(test), len(batch), units)
+    nearest, predict_seconds = timed(lambda: nearest_neighbours(in_units(test, prepared.scaler, units),
+                                                                in_units(batch, prepared.scaler, units)))
+    probabilities = np.eye(len(prepared.classes))[labels[nearest]]
+    trained_on = str(len(batch)) if len(batch) == available else f"{len(batch)} of {available}"
+    # 1-NN has no fitting; what it keeps is every training frame.
+    return Row("dtw_1nn", KIND_EXTERNAL, classification_scores(test_labels, probabilities, bins), None, 0.0,
+               predict_seconds, int(batch.lengths.sum()) * batch.x.shape[2], trained_on)
+
+
+# -- selection and report -----------------------------------------------------------------------
+
+def selected_model(rows: list[Row], metric: str) -> str | None:
+    """The pipeline's rule: the config's model with the best validation ``metric``, ties to the name's order."""
+    candidates = [row for row in rows if row.val_score is not None]
+    if not candidates:
+        return None
+    sign = -1.0 if HIGHER_IS_BETTER[metric] else 1.0
+    return min(candidates, key=lambda row: (sign * row.val_score, row.model)).model
+
+
+def verdict(rows: list[Row], selected: str | None, minirocket: str | None) -> str:
+    """Whether the selected model beats MiniRocket on test accuracy and macro-F1, and whether it reaches the target."""
+    by_name = {row.model: row for row in rows}
+    if selected is None:
+        return "No configured model was measured, so none is selected."
+    champion = by_name[selected].scores
+    lines = [f"Selected: **{selected}**."]
+    if minirocket is None or minirocket not in by_name:
+        lines.append("MiniRocket was not measured in this run.")
+    elif minirocket == selected:
+        lines.append("The selected model is MiniRocket itself.")
+    else:
+        reference = by_name[minirocket].scores
+        parts = []
+        for key, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+            beats = "beats" if champion[key] > reference[key] else "does not beat"
+            parts.append(f"{label} {champion[key]:.4f} vs {reference[key]:.4f} ({beats})")
+        lines.append(f"Against {minirocket} in this run: {'; '.join(parts)}.")
+    reaches = "reaches" if champion["accuracy"] >= TARGET_ACCURACY else "does not reach"
+    lines.append(f"It {reaches} {TARGET_ACCURACY} test accuracy ({champion['accuracy']:.4f}).")
+    return " ".join(lines)
+
+
+def ranked(rows: list[Row]) -> list[Row]:
+    return sorted(rows, key=lambda row: (-row.scores["accuracy"], row.model))
+
+
+def markdown_table(rows: list[Row], selected: str | None, metric: str) -> str:
+    header = ["rank", "model", "kind", "accuracy", "macro_f1", "log_loss", f"val_{metric}", "fit_s", "predict_s",
+              "parameters", "trained on", "selected"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for rank, row in enumerate(ranked(rows), start=1):
+        val = "" if row.val_score is None else f"{row.val_score:.4f}"
+        cells = [str(rank), row.model, row.kind, f"{row.scores['accuracy']:.4f}", f"{row.scores['macro_f1']:.4f}",
+                 f"{row.scores['log_loss']:.4f}", val, f"{row.fit_seconds:.1f}", f"{row.predict_seconds:.1f}",
+                 f"{row.parameters:,}", row.trained_on, "**selected**" if row.model == selected else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def json_report(rows: list[Row], selected: str | None, dataset: str, metric: str) -> dict:
+    return {dataset: {row.model: {"accuracy": row.scores["accuracy"], "macro_f1": row.scores["macro_f1"],
+                                  "log_loss": row.scores["log_loss"], "fit_seconds": row.fit_seconds,
+                                  "selected": row.model == selected, "kind": row.kind,
+                                  f"val_{metric}": row.val_score, "predict_seconds": row.predict_seconds,
+                                  "parameters": row.parameters, "trained_on": row.trained_on}
+                      for row in ranked(rows)}}
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+def run(args: argparse.Namespace) -> None:
+    cfg = load_config(args.conf)
+    if cfg.task != "classify":
+        raise SystemExit(f"{args.conf}: task is '{cfg.task}'; this benchmark needs a classify config")
+    specs = chosen_specs(cfg, args.models)
+    metric, bins = cfg.classify.evaluation.metric, cfg.classify.evaluation.calibration_bins
+    threads = args.threads or cfg.training.num_threads
+    settings = dataclasses.replace(train_settings(cfg), max_epochs=args.max_epochs or cfg.training.max_epochs,
+                                   num_threads=threads)
+    prepared = prepared_sequences(cfg, args.split)
+    counts = split_counts(prepared)
+    log.info("split %s: %s", args.split, counts)
+
+    rows, failed = [], []
+    for spec in specs:
+        try:
+            rows.append(measure_model(spec, prepared, settings, metric, bins))
+            log.info("%s: test accuracy %.4f, fitted in %.1fs", spec.name, rows[-1].scores["accuracy"],
+                     rows[-1].fit_seconds)
+        except Exception as exc:  # one broken model must not lose an hour of measurements
+            log.exception("%s failed", spec.name)
+            failed.append(f"{spec.name} ({type(exc).__name__}: {exc})")
+    outside = outside_training_set(prepared, args.split)
+    rows.append(measure_statistics_logreg(outside, prepared, bins))
+    if not args.skip_dtw:
+        rows.append(measure_dtw(outside, prepared, args.dtw_limit, args.dtw_units, cfg.classify.split.seed, bins))
+
+    selected = selected_model(rows, metric)
+    minirocket = next((spec.name for spec in specs if spec.arch == MINIROCKET_ARCH), None)
+    dataset = cfg.classify.source.name or cfg.classify.source.kind
+    print(f"\n# Sequence classification: {dataset}, split {args.split} "
+          f"({counts['train']} train / {counts['val']} val / {counts['test']} test sequences)\n")
+    print(f"Test scores, sorted by test accuracy; `selected` is the best validation {metric} among the config's "
+          f"models (test not consulted). At most {settings.max_epochs} epochs, patience {settings.patience}, "
+          f"seed {settings.seed}, {threads or 'all'} threads.\n")
+    print(markdown_table(rows, selected, metric))
+    print()
+    print(verdict(rows, selected, minirocket))
+    print("Figures measured elsewhere (random 80/20 split): "
+          + ", ".join(f"{name} {value}" for name, value in EXTERNAL_ACCURACY.items()) + ".")
+    dtw = next((row for row in rows if row.model == "dtw_1nn"), None)
+    if dtw is not None:
+        print(f"DTW 1-NN took {dtw.predict_seconds:.1f}s ({counts['test']} test sequences against "
+              f"{dtw.trained_on} training sequences, {args.dtw_units} units).")
+    if failed:
+        print("Failed: " + "; ".join(failed))
+    if args.json:
+        key = dataset if args.split == "pipeline" else f"{dataset}/{args.split}"
+        args.json.write_text(json.dumps(json_report(rows, selected, key, metric), indent=2) + "\n")
+        print(f"Wrote {args.json}")
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--conf", type=Path, default=DEFAULT_CONF, help="a classify config folder")
+    parser.add_argument("--models", type=lambda text: [n.strip() for n in text.split(",") if n.strip()],
+                        default=None, help="comma-separated model names; default: the config's models")
+    parser.add_argument("--split", choices=SPLITS, default="pipeline")
+    parser.add_argument("--max-epochs", type=positive, default=None, help="default: training.max_epochs")
+    parser.add_argument("--threads", type=positive, default=None,
+                        help="torch and BLAS threads; default: training.num_threads, else all cores")
+    parser.add_argument("--skip-dtw", action="store_true", help="leave out the DTW 1-NN reference (the slowest)")
+    parser.add_argument("--dtw-limit", type=positive, default=None,
+                        help="DTW against at most N training sequences, drawn at random (seed: classify.split.seed)")
+    parser.add_argument("--dtw-units", choices=DTW_UNITS, default="scaled",
+                        help="DTW on standardised channels (what the models read) or in the source's units")
+    parser.add_argument("--json", type=Path, default=None, help="also write the scores to this file")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with threadpool_limits(args.threads):
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
