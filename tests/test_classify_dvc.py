@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-from conftest import REPO, copy_project_code
+from conftest import REPO, copy_project_code, write_config
 from test_classify_pipeline import CSV_SOURCE, make_sequences, write_classify_config
 from test_dvc import _dvc, _run
 
@@ -56,6 +56,7 @@ def test_dvc_repro_runs_the_classification_stages(tmp_path: Path):
     repo = tmp_path / "repo"
     repo.mkdir()
     copy_project_code(repo)
+    write_config(repo)  # DVC reads every dvc.yaml of the repository: the forecasting one's vars too
     project = repo / EXAMPLE
     (project / "input").mkdir(parents=True)
     shutil.copy(REPO / EXAMPLE / "dvc.yaml", project / "dvc.yaml")
