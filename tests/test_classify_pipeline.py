@@ -67,6 +67,12 @@ MODELS = {
     "tcn": {"arch": "tcn_classifier", "params": {}},
     "transformer": {"arch": "transformer_classifier", "params": {}},
     "dbn": {"arch": "dbn_classifier", "params": {}},
+    "lstm": {"arch": "lstm_classifier", "params": {"hidden_size": 8, "num_layers": 1, "dropout": 0.0}},
+    "rnn": {"arch": "rnn_classifier", "params": {"hidden_size": 8, "num_layers": 1, "dropout": 0.0,
+                                                 "bidirectional": False}},
+    "ensemble": {"arch": "deep_ensemble_classifier",
+                 "params": {"members": 2, "member_arch": "gru_classifier",
+                            "member_params": {"hidden_size": 8, "num_layers": 1, "dropout": 0.0}}},
 }
 
 
@@ -85,7 +91,8 @@ def _tracking(root: Path):
     return MlflowClient(uri, registry_uri=uri), uri
 
 
-def test_classification_runs_through_the_pipeline_and_serves(classify_project: Path):
+def test_every_classifier_is_tracked_and_the_champion_serves(classify_project: Path):
+    """Every classifier architecture and both references in one flow run, then predict and serve."""
     root = classify_project
     result = run_cli("run", "--conf", str(root / "conf"), cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -110,6 +117,12 @@ def test_classification_runs_through_the_pipeline_and_serves(classify_project: P
     parent = client.get_run(production.tags["seqpipe.pipeline_run_id"])
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "evaluation")}
     assert {"evaluation/confusion_matrix.png", "evaluation/per_class.csv"} <= logged
+    runs = client.search_runs([parent.info.experiment_id])
+    children = {r.info.run_name: r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id}
+    assert set(children) == set(MODELS)
+    for name, run in children.items():
+        assert run.info.status == "FINISHED", name
+        assert {"val_macro_f1", "test_macro_f1", "test_log_loss"} <= set(run.data.metrics), name
 
     # New sequences of the same classes: the promoted classifier labels them.
     held_back = make_sequences(per_class=10, seed=99, prefix="new")
