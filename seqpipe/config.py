@@ -185,7 +185,8 @@ def _params_schema(cls: type) -> type[BaseModel]:
     """
     validators = {}
     member_arch_known = {hyperparams.DeepEnsembleParams: _member_arch_known,
-                         hyperparams.DeepEnsembleClassifierParams: _classifier_member_arch_known}.get(cls)
+                         hyperparams.DeepEnsembleClassifierParams: _classifier_member_arch_known,
+                         hyperparams.TextDeepEnsembleParams: _text_member_arch_known}.get(cls)
     if member_arch_known is not None:
         validators = {"_member_arch_known": field_validator("member_arch")(member_arch_known),
                       "_member_params_match": field_validator("member_params")(_member_params_match)}
@@ -204,6 +205,13 @@ def _classifier_member_arch_known(value: str) -> str:
     if value not in hyperparams.CLASSIFIER_MEMBER_ARCHS:
         raise ValueError(f"'{value}' is not a classifier network an ensemble can hold; "
                          f"known: {sorted(hyperparams.CLASSIFIER_MEMBER_ARCHS)}")
+    return value
+
+
+def _text_member_arch_known(value: str) -> str:
+    if value not in hyperparams.TEXT_MEMBER_ARCHS:
+        raise ValueError(f"'{value}' is not a text classifier network an ensemble can hold; "
+                         f"known: {sorted(hyperparams.TEXT_MEMBER_ARCHS)}")
     return value
 
 
@@ -410,6 +418,10 @@ class SequenceColumns(StrictModel):
     step: str | None = Field("step", description="None: the rows' order within each sequence")
     label: str = Field("label", description="the label column; a label table (source.labels) may hold it instead")
     channels: list[str] | None = Field(None, min_length=1, description="None: every other numeric column")
+    text: str | None = Field(
+        None, description="text classification: the column of texts, one labelled text per row "
+                          "(sequence_id: a row id column, or None to number the rows); None: numeric frames"
+    )
 
 
 class AudioFeatures(StrictModel):
@@ -424,11 +436,29 @@ class AudioFeatures(StrictModel):
     trim_db: float | None = Field(30.0, gt=0, description="trim leading and trailing silence quieter than this; None keeps it")
 
 
+class TextConfig(StrictModel):
+    """How text becomes token ids: a vocabulary learned on the training split only, saved with the model."""
+
+    tokenizer: Literal["word", "bpe", "wordpiece"] = Field(
+        "word", description="word: whitespace and punctuation words; bpe / wordpiece: subwords (Hugging Face tokenizers)"
+    )
+    vocab_size: int = Field(20_000, gt=2, description="at most this many tokens, the unknown and padding ones included")
+    min_frequency: int = Field(2, gt=0, description="a token seen fewer times in training text is unknown")
+    lowercase: bool = True
+    max_tokens: int = Field(
+        256, gt=0, description="a longer text keeps its first max_tokens tokens (recorded with the model)"
+    )
+    max_chars: int = Field(100_000, gt=0, description="validation: a text longer than this is refused")
+
+
 class SequenceSourceConfig(StrictModel):
     """Where labelled sequences come from: a built-in dataset, a long frame (CSV, Parquet, SQL) or WAV files."""
 
     kind: Literal["builtin", "csv", "parquet", "sql", "audio"] = "builtin"
-    name: str | None = Field("spoken-digits", description="built-in dataset name, for kind=builtin")
+    name: str | None = Field(
+        "spoken-digits", description="built-in dataset, for kind=builtin: spoken-digits (MFCC frames), "
+                                     "rotten-tomatoes or reuters-r8 (texts)"
+    )
     path: str | None = Field(None, description="csv/parquet: a file or folder; audio: the folder of WAV files")
     labels: str | None = Field(
         None, description="a CSV of (sequence_id, label); audio: of (file, label), file relative to path"
@@ -497,6 +527,7 @@ class ClassifyConfig(StrictModel):
     class_weighting: Literal["none", "balanced"] = Field(
         "none", description="balanced: the loss weighs each class by the inverse of its training frequency"
     )
+    text: TextConfig = TextConfig()
     evaluation: SequenceEvaluationConfig = SequenceEvaluationConfig()
     promotion: SequencePromotionConfig = SequencePromotionConfig()
 

@@ -1,6 +1,5 @@
 """Bad input ends with a clear message, a non-zero exit, and nothing downstream replaced."""
 
-import numpy as np
 import pandas as pd
 
 from conftest import make_series, run_cli, tree_digest

@@ -105,7 +105,7 @@ def test_lineage_of_a_promoted_version_and_its_reproduction(repo):
     assert "promote production None -> 1 by " in shown and "lineage test" in shown
 
     reproduced = _run(sys.executable, "-m", "seqpipe.cli", "reproduce", "1", "--run", cwd=repo)
-    assert f"git worktree add --detach" in reproduced.stdout and commit in reproduced.stdout
+    assert "git worktree add --detach" in reproduced.stdout and commit in reproduced.stdout
     assert "reproduced: recorded" in reproduced.stdout
 
 

@@ -49,14 +49,10 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
     actual, scale = scoring_targets(prepared)
     inputs = test_inputs(prepared)
 
-    runs, per_series, forecasts = {}, [], []
+    runs = training_records(cfg)
+    per_series, forecasts = [], []
     for spec in cfg.models:
         model_dir = layout.models / spec.name
-        if not (model_dir / SPEC_FILE).is_file():
-            raise ConfigError(f"{model_dir}: model '{spec.name}' has not been trained; run `seqpipe train` first")
-        record = training_record(cfg, spec.name)
-        if record:
-            runs[spec.name] = record
         try:
             scored = score_estimator(load_estimator(model_dir), inputs, actual, scale, cfg.evaluation)
         except ForecastShapeError as exc:
@@ -92,7 +88,21 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
     return board
 
 
-@task_step
+def training_records(cfg: PipelineConfig) -> dict[str, dict]:
+    """The MLflow training runs of the configured models trained here; refuses a model that is not trained."""
+    layout = Layout.of(cfg)
+    for spec in cfg.models:
+        if not (layout.models / spec.name / SPEC_FILE).is_file():
+            raise ConfigError(f"{layout.models / spec.name}: model '{spec.name}' has not been trained; "
+                              "run `seqpipe train` first")
+    return {spec.name: record for spec in cfg.models if (record := training_record(cfg, spec.name))}
+
+
+def evaluation_run(runs: dict[str, dict], best: str, parent: str | None) -> str:
+    """Where the leaderboard goes: ``parent`` when given, else the pipeline run that trained the best model."""
+    return parent or (runs.get(best) or next(iter(runs.values())))["parent_run_id"]
+
+
 def leaderboard_title(cfg: PipelineConfig) -> str:
     """What the leaderboard ranks by and on which split, for the lines that show it."""
     return f"test split, ranked by {cfg.evaluation.metric}"
@@ -109,7 +119,7 @@ def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, di
         if model in runs:
             log_metrics(client, runs[model]["run_id"], {f"test_{m}": v for m, v in scores.items()})
     best = board.iloc[0]
-    parent = parent or (runs.get(best["model"]) or next(iter(runs.values())))["parent_run_id"]
+    parent = evaluation_run(runs, best["model"], parent)
     for artifact in EVALUATION_ARTIFACTS:
         client.log_artifact(parent, str(layout.evaluation / artifact), "evaluation")
     log_metrics(client, parent, {f"best_test_{m}": float(best[m]) for m in METRICS})

@@ -36,6 +36,18 @@ from seqpipe.tasks import task_step
 log = logging.getLogger(__name__)
 
 
+def champion(cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.Series, dict]:
+    """The leaderboard, its first model and the MLflow runs that trained it here: what ``register`` registers."""
+    layout = Layout.of(cfg)
+    board = pd.read_csv(layout.evaluation / "leaderboard.csv")
+    best = board.iloc[0]
+    run = training_record(cfg, best["model"])
+    if run is None:
+        raise RegistryError(f"no MLflow training run is recorded here for the model now in {layout.models / best['model']}; "
+                            f"train it here (`seqpipe train --model {best['model']}`) before registering it")
+    return board, best, run
+
+
 @task_step
 def register(cfg: PipelineConfig) -> str:
     """Register the leaderboard's best model, whatever its kind, as a new version with the alias ``challenger``.
@@ -44,12 +56,7 @@ def register(cfg: PipelineConfig) -> str:
     """
     client, _ = connect(cfg)  # an unreachable store fails here, before anything is logged
     layout = Layout.of(cfg)
-    board = pd.read_csv(layout.evaluation / "leaderboard.csv")
-    best = board.iloc[0]
-    run = training_record(cfg, best["model"])
-    if run is None:
-        raise RegistryError(f"no MLflow training run is recorded here for the model now in {layout.models / best['model']}; "
-                            f"train it here (`seqpipe train --model {best['model']}`) before registering it")
+    _, best, run = champion(cfg)
     prepared = load_prepared(layout.prepared)
     example_ids = prepared.scalers.series_ids[:2]
     example = (prepared.frame[prepared.frame["series_id"].isin(example_ids)]

@@ -39,12 +39,12 @@ from seqpipe.hyperparams import NOT_IN_WEIGHTS
 from seqpipe.io import atomic_dir, read_json, write_json, write_table
 from seqpipe.layout import VALIDATED_FILE, Layout
 from seqpipe.models.classifiers.shape import ClassifierShape
-from seqpipe.models.persistence import SPEC_FILE
 from seqpipe.steps.data import DOCS_DIR, REPORT_FILE, read_validation
+from seqpipe.steps.evaluation import evaluation_run, training_records
 from seqpipe.steps.fitting import train_settings
-from seqpipe.steps.registry import already_production, conclude_gate, gate_candidates, load_registered
+from seqpipe.steps.registry import already_production, champion, conclude_gate, gate_candidates, load_registered
 from seqpipe.steps.scheduled import drift_snapshots, publish_drift
-from seqpipe.steps.training import TrainingJob, training_record
+from seqpipe.steps.training import TrainingJob
 from seqpipe.tasks.classify.inputs import AUDIO, FRAMES, PATH_COLUMN, InputSpec
 from seqpipe.tracking.lineage import TAG_PREFIX
 from seqpipe.tracking.registry import SERVING_REQUIREMENTS, PyfuncPackage, log_and_register
@@ -169,15 +169,10 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
     val_batch, val_labels = prepared.batch_of("val")
     test_batch, test_labels = prepared.test_batch()
 
-    rows, probabilities, runs = [], {}, {}
+    runs = training_records(cfg)
+    rows, probabilities = [], {}
     for spec in cfg.models:
-        model_dir = layout.models / spec.name
-        if not (model_dir / SPEC_FILE).is_file():
-            raise ConfigError(f"{model_dir}: model '{spec.name}' has not been trained; run `seqpipe train` first")
-        record = training_record(cfg, spec.name)
-        if record:
-            runs[spec.name] = record
-        estimator = load_estimator(model_dir)
+        estimator = load_estimator(layout.models / spec.name)
         val_scores = classification_scores(val_labels, estimator.predict_proba(val_batch), settings.calibration_bins)
         probabilities[spec.name] = estimator.predict_proba(test_batch)
         test_scores = classification_scores(test_labels, probabilities[spec.name], settings.calibration_bins)
@@ -231,7 +226,7 @@ def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, di
             log_metrics(client, runs[row["model"]]["run_id"],
                         {k: float(v) for k, v in row.items() if k.startswith(("val_", "test_"))})
     best = board.iloc[0]
-    parent = parent or (runs.get(best["model"]) or next(iter(runs.values())))["parent_run_id"]
+    parent = evaluation_run(runs, best["model"], parent)
     for artifact in EVALUATION_ARTIFACTS:
         client.log_artifact(parent, str(layout.evaluation / artifact), "evaluation")
     log_metrics(client, parent, {f"best_{k}": float(best[k]) for k in board.columns if k.startswith(("val_", "test_"))})
@@ -262,14 +257,9 @@ def sequences_as_input(cfg: PipelineConfig, prepared: PreparedSequences, ids: li
 
 def register(cfg: PipelineConfig) -> str:
     """Register the leaderboard's first model (chosen on validation), whatever its kind, as challenger."""
-    client, _ = connect(cfg)
+    client, _ = connect(cfg)  # an unreachable store fails here, before anything is logged
     layout = Layout.of(cfg)
-    board = pd.read_csv(layout.evaluation / "leaderboard.csv")
-    best = board.iloc[0]
-    run = training_record(cfg, best["model"])
-    if run is None:
-        raise RegistryError(f"no MLflow training run is recorded here for the model now in {layout.models / best['model']}; "
-                            f"train it here (`seqpipe train --model {best['model']}`) before registering it")
+    board, best, run = champion(cfg)
     prepared = load_prepared_sequences(layout.prepared)
     spec = input_spec(cfg, prepared)
     train_ids = sorted(set(prepared.frame.loc[prepared.frame["split"] == "train", "sequence_id"]))
