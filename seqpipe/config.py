@@ -414,7 +414,9 @@ class ServersConfig(StrictModel):
 class SequenceColumns(StrictModel):
     """Which columns of a long frame hold the sequence id, the step, the label and the channels."""
 
-    sequence_id: str = "sequence_id"
+    sequence_id: str | None = Field(
+        "sequence_id", description="the id column; None (texts only): the rows are numbered"
+    )
     step: str | None = Field("step", description="None: the rows' order within each sequence")
     label: str = Field("label", description="the label column; a label table (source.labels) may hold it instead")
     channels: list[str] | None = Field(None, min_length=1, description="None: every other numeric column")

@@ -208,14 +208,88 @@ class DeepEnsembleClassifierParams:
     member_params: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class TextRecurrentParams:
+    """Token embeddings read by the recurrent classifier (RNN, LSTM or GRU): its last state and mean output."""
+
+    embedding_dim: int = _bounded(100, gt=0)
+    hidden_size: int = _bounded(128, gt=0)
+    num_layers: int = _bounded(1, gt=0)
+    dropout: float = _bounded(0.3, "between stacked layers and before the head", ge=0, lt=1)
+    bidirectional: bool = True
+
+
+@dataclass(frozen=True)
+class TextCNNParams:
+    """Kim (2014): parallel convolutions of several widths over token embeddings, max-over-time pooled."""
+
+    embedding_dim: int = _bounded(128, gt=0)
+    widths: list[int] = field(default_factory=lambda: [3, 4, 5],
+                              metadata={"description": "tokens each filter spans, one bank of filters per width",
+                                        "min_length": 1})
+    maps: int = _bounded(100, "filters (feature maps) per width", gt=0)
+    dropout: float = _bounded(0.5, "on the pooled features, before the head", ge=0, lt=1)
+
+
+@dataclass(frozen=True)
+class TextTransformerParams:
+    """Token embeddings read by the Transformer encoder classifier, with sinusoidal positions, mean pooled."""
+
+    embedding_dim: int = _bounded(128, "the encoder's width too: a multiple of num_heads", gt=0)
+    num_heads: int = _bounded(4, gt=0)
+    num_layers: int = _bounded(2, gt=0)
+    feedforward: int = _bounded(256, gt=0)
+    dropout: float = _bounded(0.1, ge=0, lt=1)
+
+
+@dataclass(frozen=True)
+class FastTextParams:
+    """Joulin et al. (2017): the mean of a text's word and hashed-bigram embeddings, then one linear layer."""
+
+    embedding_dim: int = _bounded(64, gt=0)
+    # fastText's own default is 2M buckets; 100k keeps the table (buckets x embedding_dim floats) small.
+    bigram_buckets: int = _bounded(100_000, "hash buckets of the word bigrams; 0 reads words alone", ge=0)
+    dropout: float = _bounded(0.0, "on the averaged embedding, before the head", ge=0, lt=1)
+
+
+@dataclass(frozen=True)
+class TextDeepEnsembleParams:
+    """M text classifiers of one architecture from seeds of their own; the prediction is their mean probability."""
+
+    members: int = _bounded(5, gt=0)
+    member_arch: str = "text_cnn"
+    # The member architecture's params, as a mapping: checked against PARAMS[member_arch].
+    member_params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TfidfLinearParams:
+    """TF-IDF of each text's token n-grams (1 to ngram_max), then a multinomial logistic regression."""
+
+    ngram_max: int = _bounded(2, "longest n-gram of token ids counted: 1 words, 2 words and bigrams", ge=1)
+    min_df: int = _bounded(1, "an n-gram in fewer training texts than this is dropped", ge=1)
+    sublinear_tf: bool = True  # 1 + log(count) rather than the count
+    # Inverse L2 strength of the logistic regression on the L2-normalised TF-IDF rows.
+    regularization: float = _bounded(10.0, gt=0)
+    max_iter: int = _bounded(1000, gt=0)
+
+
 # What a deep_ensemble_classifier may hold: the classifier networks trained by the loop.
 CLASSIFIER_MEMBER_ARCHS: frozenset[str] = frozenset({
     "rnn_classifier", "lstm_classifier", "gru_classifier", "tcn_classifier", "transformer_classifier", "dbn_classifier",
 })
 
+# What a text_deep_ensemble may hold: the text classifier networks trained by the loop.
+TEXT_MEMBER_ARCHS: frozenset[str] = frozenset({
+    "text_rnn", "text_lstm", "text_gru", "text_cnn", "text_transformer", "fasttext",
+})
+# The classifier networks that read token ids (a shape with a vocabulary) rather than numeric frames.
+TEXT_CLASSIFIER_ARCHS: frozenset[str] = TEXT_MEMBER_ARCHS | {"text_deep_ensemble"}
+
 # Sequence classification's architectures (task: classify); every other one forecasts.
 CLASSIFICATION_ARCHS: frozenset[str] = frozenset(
-    {"majority", "minirocket", "deep_ensemble_classifier"} | CLASSIFIER_MEMBER_ARCHS
+    {"majority", "minirocket", "deep_ensemble_classifier", "tfidf_linear"} | CLASSIFIER_MEMBER_ARCHS
+    | TEXT_CLASSIFIER_ARCHS
 )
 
 # Every architecture, by the name ``arch`` takes in conf/models/*.yaml.
@@ -243,6 +317,14 @@ PARAMS: dict[str, type] = {
     "transformer_classifier": TransformerClassifierParams,
     "dbn_classifier": DBNClassifierParams,
     "deep_ensemble_classifier": DeepEnsembleClassifierParams,
+    "text_rnn": TextRecurrentParams,
+    "text_lstm": TextRecurrentParams,
+    "text_gru": TextRecurrentParams,
+    "text_cnn": TextCNNParams,
+    "text_transformer": TextTransformerParams,
+    "fasttext": FastTextParams,
+    "text_deep_ensemble": TextDeepEnsembleParams,
+    "tfidf_linear": TfidfLinearParams,
 }
 
 
@@ -312,7 +394,7 @@ def parse_as(cls: type, values: Any, label: str) -> Any:
     errors = [e for name, value in values.items() for e in _type_errors(value, hints[name], f"param '{name}'")]
     if errors:
         raise ValueError(f"{label}: " + "; ".join(errors))
-    if cls in (DeepEnsembleParams, DeepEnsembleClassifierParams):
+    if cls in (DeepEnsembleParams, DeepEnsembleClassifierParams, TextDeepEnsembleParams):
         member_arch = values.get("member_arch", cls.member_arch)
         if member_arch in PARAMS:
             try:
@@ -325,7 +407,9 @@ def parse_as(cls: type, values: Any, label: str) -> Any:
 
 __all__ = [
     "AutoETSParams", "AutoThetaParams", "CLASSIFICATION_ARCHS", "CLASSIFIER_MEMBER_ARCHS", "CVAEParams", "DBNClassifierParams",
-    "DBNParams", "DLinearParams", "DeepEnsembleClassifierParams", "DeepEnsembleParams", "GANParams", "MiniRocketParams",
-    "NoParams", "PARAMS", "RecurrentClassifierParams", "RecurrentParams", "TCNClassifierParams", "TCNParams",
-    "TransformerClassifierParams", "TransformerParams", "parse_as", "parse_params",
+    "DBNParams", "DLinearParams", "DeepEnsembleClassifierParams", "DeepEnsembleParams", "FastTextParams", "GANParams",
+    "MiniRocketParams", "NoParams", "PARAMS", "RecurrentClassifierParams", "RecurrentParams", "TCNClassifierParams",
+    "TCNParams", "TEXT_CLASSIFIER_ARCHS", "TEXT_MEMBER_ARCHS", "TextCNNParams", "TextDeepEnsembleParams",
+    "TextRecurrentParams", "TextTransformerParams", "TfidfLinearParams", "TransformerClassifierParams",
+    "TransformerParams", "parse_as", "parse_params",
 ]

@@ -36,9 +36,10 @@ def _param_keys(body: dict) -> list[tuple[str, str | None]]:
     return keys
 
 
-def test_the_example_declares_what_the_repository_declares():
+@pytest.mark.parametrize("example_dir", sorted(p.parent.name for p in (REPO / "examples").glob("*/dvc.yaml")))
+def test_each_example_declares_what_the_repository_declares(example_dir: str):
     repository = _stages(REPO / "dvc.yaml")
-    example = _stages(REPO / EXAMPLE / "dvc.yaml")
+    example = _stages(REPO / "examples" / example_dir / "dvc.yaml")
     # Backtesting is forecasting's alone.
     assert set(example) == set(repository) - {"backtest"}
     for name, stage in example.items():

@@ -176,3 +176,42 @@ def test_a_missing_label_fails_validation_naming_the_sequence_and_keeps_what_was
     # Earlier snapshots stay as they were; the rejected batch is kept beside them.
     after = tree_digest(root / "data" / "raw" / "snapshots")
     assert all(after[name] == content for name, content in snapshots.items())
+
+
+def test_a_winning_reference_is_registered_and_classifies_like_a_network(tmp_path: Path):
+    """MiniRocket, a reference saved as arrays, becomes the registered champion and predicts through its pyfunc."""
+    from seqpipe import steps
+    from seqpipe.config import load_config
+
+    (tmp_path / "input").mkdir()
+    make_sequences(per_class=20, seed=3).to_csv(tmp_path / "input" / "frames.csv", index=False)
+    conf = write_classify_config(tmp_path, CSV_SOURCE, {"majority": MODELS["majority"],
+                                                        "minirocket": MODELS["minirocket"]})
+    cfg = load_config(conf)
+    steps.ingest(cfg)
+    steps.validate(cfg)
+    steps.prepare(cfg)
+    with steps.pipeline_run_of_data(cfg) as parent:
+        for spec in cfg.models:
+            steps.train(cfg, spec.name, parent)
+    board = steps.evaluate(cfg)
+    assert board.iloc[0]["model"] == "minirocket"
+    version = steps.register(cfg)
+    assert steps.gate(cfg)["action"] == "promoted"
+
+    client, _ = _tracking(tmp_path)
+    registered = client.get_model_version("tiny-classifier", version)
+    assert registered.tags["seqpipe.arch"] == "minirocket"
+    import mlflow
+
+    from seqpipe.tracking.store import mlflow_uris
+
+    with mlflow_uris(client):
+        requirements = Path(mlflow.pyfunc.get_model_dependencies(f"models:/tiny-classifier/{version}")).read_text()
+    assert "sktime" in requirements and "scikit-learn" in requirements
+
+    held_back = make_sequences(per_class=6, seed=42, prefix="new").drop(columns="digit")
+    held_back.to_csv(tmp_path / "new.csv", index=False)
+    labels = steps.predict(cfg, "production", tmp_path / "new.csv", tmp_path / "labels.csv")
+    assert len(labels) == held_back["utterance"].nunique()
+    assert (tmp_path / "labels.csv").is_file()

@@ -19,6 +19,7 @@ from seqpipe.estimators.neural import NeuralEstimator
 from seqpipe.estimators.neural_classifier import NeuralClassifierEstimator
 from seqpipe.estimators.references import MajorityClassEstimator, MiniRocketEstimator
 from seqpipe.estimators.statistical import AutoETSEstimator, AutoThetaEstimator
+from seqpipe.estimators.text_references import TfidfLinearEstimator
 from seqpipe.hyperparams import CLASSIFICATION_ARCHS, PARAMS
 from seqpipe.models import ARCHITECTURES
 from seqpipe.models.classifiers import CLASSIFIERS
@@ -26,7 +27,8 @@ from seqpipe.models.persistence import SPEC_FILE
 
 AnyEstimator = Estimator | ClassifierEstimator
 _LOCAL: dict[str, type[AnyEstimator]] = {
-    cls.arch: cls for cls in (AutoETSEstimator, AutoThetaEstimator, MajorityClassEstimator, MiniRocketEstimator)
+    cls.arch: cls for cls in (AutoETSEstimator, AutoThetaEstimator, MajorityClassEstimator, MiniRocketEstimator,
+                              TfidfLinearEstimator)
 }
 _BUILDERS: dict[str, Callable[[Any, Any], AnyEstimator]] = {
     **{arch: (lambda shape, params, arch=arch: NeuralEstimator.build(arch, shape, params)) for arch in ARCHITECTURES},

@@ -12,11 +12,12 @@ far the members disagree (``member_probabilities``) is the ensemble's uncertaint
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from seqpipe.hyperparams import DeepEnsembleClassifierParams
+from seqpipe.hyperparams import CLASSIFIER_MEMBER_ARCHS, DeepEnsembleClassifierParams
 from seqpipe.models.base import EpochBatches, OptimizerStep, TrainableModel
 from seqpipe.models.classifiers.base import SequenceClassifier
 from seqpipe.models.classifiers.shape import ClassifierShape
@@ -28,18 +29,21 @@ MAX_SEED = 2**31 - 1
 class DeepEnsembleClassifier(SequenceClassifier):
     arch = "deep_ensemble_classifier"
     Params = DeepEnsembleClassifierParams
+    # The architectures it may hold: those reading the same kind of steps (numeric frames; text has its own).
+    member_archs: ClassVar[frozenset[str]] = CLASSIFIER_MEMBER_ARCHS
 
     def __init__(self, shape: ClassifierShape, params: DeepEnsembleClassifierParams) -> None:
         super().__init__(shape, params)
         from seqpipe.models.classifiers import CLASSIFIERS, build_classifier  # the catalog imports this module
 
         member_cls = CLASSIFIERS.get(params.member_arch)
-        if member_cls is None or not is_member_architecture(member_cls):
-            usable = sorted(name for name, cls in CLASSIFIERS.items() if is_member_architecture(cls))
-            raise ValueError(f"deep_ensemble_classifier: member_arch '{params.member_arch}' cannot be a member; "
+        if member_cls is None or params.member_arch not in self.member_archs or not is_member_architecture(member_cls):
+            usable = sorted(name for name, cls in CLASSIFIERS.items()
+                            if name in self.member_archs and is_member_architecture(cls))
+            raise ValueError(f"{self.arch}: member_arch '{params.member_arch}' cannot be a member; "
                              f"use one of {usable}")
         if params.members < 1:
-            raise ValueError("deep_ensemble_classifier: needs members >= 1")
+            raise ValueError(f"{self.arch}: needs members >= 1")
         members = []
         for seed in torch.randint(0, MAX_SEED, (params.members,)).tolist():
             # Members are built on the CPU: seed only its generator and leave CUDA's alone.

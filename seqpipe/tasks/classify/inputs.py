@@ -1,26 +1,33 @@
-"""What a registered classifier is asked about, turned into the padded, scaled batch it reads.
+"""What a registered classifier is asked about, turned into the padded batch it reads.
 
 A model trained on frames (a long frame: ``sequence_id``, step, one column per channel)
-takes such a frame; a model trained on raw audio takes a frame with a ``path`` column of
-WAV files, whose frames it computes with the extractor it was trained with. Anything
-it cannot read is refused with a message that names the sequence, file or column.
+takes such a frame, scaled by its training scaler; a model trained on raw audio takes a
+frame with a ``path`` column of WAV files, whose frames it computes with the extractor it
+was trained with; a text classifier takes a ``text`` column (and optionally
+``sequence_id``), tokenized by its training tokenizer. Anything it cannot read is refused
+with a message that names the sequence, file or column.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Union
 
 import numpy as np
 import pandas as pd
 
 from seqpipe.data.audio import FrameExtractor
 from seqpipe.data.sequence_prepare import ChannelScaler, pad
+from seqpipe.data.text_prepare import TextTokenizer
 from seqpipe.errors import PredictionError, SourceError
 from seqpipe.estimators.classification import SequenceBatch
 
-FRAMES, AUDIO = "frames", "audio"
-PATH_COLUMN = "path"
+FRAMES, AUDIO, TEXT = "frames", "audio", "text"
+PATH_COLUMN, TEXT_COLUMN = "path", "text"
+# Turns a model's inputs into numbers: a channel scaler (frames, audio) or a tokenizer (text).
+Preprocessing = Union[ChannelScaler, TextTokenizer]  # noqa: UP007
 
 
 @dataclass(frozen=True)
@@ -82,10 +89,34 @@ def _audio_sequences(frame: pd.DataFrame, spec: InputSpec) -> tuple[list[str], l
     return ids, sequences
 
 
-def input_batch(frame: pd.DataFrame, spec: InputSpec, scaler: ChannelScaler) -> tuple[list[str], SequenceBatch]:
-    """The sequence ids in ``frame`` and their scaled, padded batch."""
+def _texts(frame: pd.DataFrame, tokenizer: TextTokenizer) -> tuple[list[str], SequenceBatch]:
+    if TEXT_COLUMN not in frame.columns:
+        raise PredictionError(f"input lacks the column '{TEXT_COLUMN}': this model classifies texts; "
+                              f"columns present: {list(map(str, frame.columns))}")
+    ids = (frame["sequence_id"].astype(str).tolist() if "sequence_id" in frame.columns
+           else [str(i) for i in range(len(frame))])
+    texts = frame[TEXT_COLUMN]
+    empty = [i for i, text in zip(ids, texts) if not isinstance(text, str) or not text.strip()]
+    if empty:
+        raise PredictionError(f"texts {empty[:10]} are empty or missing: there is nothing to classify")
+    encoded = tokenizer.encode(texts.tolist())
+    return ids, pad([tokens.reshape(-1, 1).astype(np.float64) for tokens in encoded])
+
+
+def load_preprocessing(spec: InputSpec, path: Path) -> Preprocessing:
+    """The scaler or tokenizer a registered model saved in ``path``."""
+    if spec.kind == TEXT:
+        return TextTokenizer.from_json(path.read_text())
+    return ChannelScaler.from_dict(json.loads(path.read_text()))
+
+
+def input_batch(frame: pd.DataFrame, spec: InputSpec, preprocessing: Preprocessing) -> tuple[list[str], SequenceBatch]:
+    """The sequence ids in ``frame`` and their padded batch: scaled frames, or token ids."""
     if frame.empty:
         raise PredictionError("input holds no sequences")
+    if spec.kind == TEXT:
+        return _texts(frame, preprocessing)
+    scaler = preprocessing
     ids, sequences = (_audio_sequences if spec.kind == AUDIO else _frame_sequences)(frame, spec)
     for sequence_id, values in zip(ids, sequences):
         if len(values) == 0:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +19,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from seqpipe.config import ModelSpec, PipelineConfig
-from seqpipe.data.sequence_prepare import (
-    PreparedSequences, load_prepared_sequences, prepare_sequences, save_prepared_sequences,
-)
 from seqpipe.data.sequence_drift import SequenceDriftReport, detect_sequence_drift
-from seqpipe.data.sequence_validation import SequenceRules, validate_sequences
-from seqpipe.data.sequences import audio_extractor, read_sequence_source
 from seqpipe.data.snapshot import Manifest, read_snapshot, write_snapshot
 from seqpipe.errors import ConfigError, DataValidationError, PredictionError, RegistryError
 from seqpipe.estimators import build_estimator, load_estimator
@@ -38,14 +32,16 @@ from seqpipe.hashing import short_digest
 from seqpipe.hyperparams import NOT_IN_WEIGHTS
 from seqpipe.io import atomic_dir, read_json, write_json, write_table
 from seqpipe.layout import VALIDATED_FILE, Layout
-from seqpipe.models.classifiers.shape import ClassifierShape
 from seqpipe.steps.data import DOCS_DIR, REPORT_FILE, read_validation
 from seqpipe.steps.evaluation import evaluation_run, training_records
 from seqpipe.steps.fitting import train_settings
 from seqpipe.steps.registry import already_production, champion, conclude_gate, gate_candidates, load_registered
 from seqpipe.steps.scheduled import drift_snapshots, publish_drift
 from seqpipe.steps.training import TrainingJob
-from seqpipe.tasks.classify.inputs import AUDIO, FRAMES, PATH_COLUMN, InputSpec
+from seqpipe.tasks.classify.inputs import (
+    AUDIO, PATH_COLUMN, TEXT, TEXT_COLUMN, input_batch, load_preprocessing, prediction_frame,
+)
+from seqpipe.tasks.classify.kinds import Prepared, classifier_shape, input_file, input_spec, kind_of, load_prepared
 from seqpipe.tracking.lineage import TAG_PREFIX
 from seqpipe.tracking.registry import SERVING_REQUIREMENTS, PyfuncPackage, log_and_register
 from seqpipe.tracking.runs import log_metrics
@@ -67,14 +63,11 @@ EXAMPLE_SEQUENCES = 2
 
 def ingest(cfg: PipelineConfig, source: Any = None) -> Manifest:
     """Read the labelled sequences into the canonical frame and store it as an immutable raw snapshot."""
-    frame, origin = read_sequence_source(source or cfg.classify.source, cfg.root)
-    manifest = write_snapshot(frame, Layout.of(cfg).raw, origin, ids="sequence_id", order="step")
+    kind = kind_of(cfg)
+    frame, origin = kind.read(source or cfg.classify.source, cfg.root)
+    manifest = write_snapshot(frame, Layout.of(cfg).raw, origin, ids="sequence_id", order=kind.order)
     log.info(f"ingested {manifest.series} sequences ({manifest.rows} steps) from {origin} -> {manifest.snapshot}")
     return manifest
-
-
-def sequence_rules(cfg: PipelineConfig) -> SequenceRules:
-    return SequenceRules.from_config(cfg.classify.validation, cfg.classify.split)
 
 
 def validate(cfg: PipelineConfig) -> Any:
@@ -83,8 +76,7 @@ def validate(cfg: PipelineConfig) -> Any:
     frame, manifest = read_snapshot(layout.raw)
     run_reports = layout.reports / manifest.md5
     shutil.rmtree(run_reports, ignore_errors=True)
-    report = validate_sequences(frame, dataset=manifest.md5, source=manifest.source, rules=sequence_rules(cfg),
-                                docs_dir=run_reports / DOCS_DIR)
+    report = kind_of(cfg).validate(cfg, frame, manifest.md5, manifest.source, run_reports / DOCS_DIR)
     write_json(run_reports / REPORT_FILE, report.to_dict())
     if not report.success:
         raise DataValidationError(report.failure_message(str(manifest.snapshot_path(layout.raw)),
@@ -98,26 +90,21 @@ def validate(cfg: PipelineConfig) -> Any:
 
 
 def prepare(cfg: PipelineConfig) -> dict:
-    """Split (stratified, seeded), fit the channel scaler on training sequences, write ``data/prepared``."""
+    """Split (stratified, seeded); fit the channel scaler or the tokenizer on the training split; write ``data/prepared``."""
     layout = Layout.of(cfg)
-    frame = pd.read_parquet(layout.validated / VALIDATED_FILE)
-    prepared = prepare_sequences(frame, cfg.classify.split, cfg.classify.class_weighting,
-                                 audio_extractor(cfg.classify.source))
+    kind = kind_of(cfg)
+    prepared = kind.prepare(cfg, pd.read_parquet(layout.validated / VALIDATED_FILE))
     with atomic_dir(layout.prepared) as staging:
-        meta = save_prepared_sequences(prepared, staging, dataset=read_validation(cfg)["dataset"])
+        meta = kind.save(prepared, staging, read_validation(cfg)["dataset"])
     log.info(f"prepared {len(prepared.classes)} classes, {len(prepared.channels)} channels: {meta['counts']}")
     return meta
 
 
 # -- train --------------------------------------------------------------------------------------
 
-def classifier_shape(prepared: PreparedSequences) -> ClassifierShape:
-    return ClassifierShape(len(prepared.channels), len(prepared.classes), prepared.max_length)
-
-
 def training_job(cfg: PipelineConfig, spec: ModelSpec, layout: Layout) -> TrainingJob:
     """A classifier, seeded, and the prepared training and validation sequences it fits on."""
-    prepared = load_prepared_sequences(layout.prepared)
+    prepared = load_prepared(layout.prepared)
     shape = classifier_shape(prepared)
     seed_everything(cfg.training.seed, cfg.training.num_threads)
     try:
@@ -165,7 +152,7 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
     """
     layout = Layout.of(cfg)
     settings = cfg.classify.evaluation
-    prepared = load_prepared_sequences(layout.prepared)
+    prepared = load_prepared(layout.prepared)
     val_batch, val_labels = prepared.batch_of("val")
     test_batch, test_labels = prepared.test_batch()
 
@@ -235,16 +222,9 @@ def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, di
 
 # -- register, gate, predict, drift --------------------------------------------------------------------
 
-def input_spec(cfg: PipelineConfig, prepared: PreparedSequences) -> InputSpec:
-    """What the registered model reads: frames as trained on, or WAV files and the extractor trained with."""
-    if prepared.extractor is not None:
-        return InputSpec(AUDIO, tuple(prepared.channels), extractor=prepared.extractor.to_dict())
-    return InputSpec(FRAMES, tuple(prepared.channels))
-
-
-def sequences_as_input(cfg: PipelineConfig, prepared: PreparedSequences, ids: list[str]) -> pd.DataFrame:
-    """The sequences ``ids`` in the form their model takes: frames, or for audio their files' paths."""
-    spec = input_spec(cfg, prepared)
+def sequences_as_input(cfg: PipelineConfig, prepared: Prepared, ids: list[str]) -> pd.DataFrame:
+    """The sequences ``ids`` in the form their model takes: frames, texts, or for audio their files' paths."""
+    spec = input_spec(prepared)
     if spec.kind == AUDIO:
         folder = cfg.path(cfg.classify.source.path)
         files = pd.read_csv(cfg.path(cfg.classify.source.labels))["file"].astype(str)
@@ -252,7 +232,8 @@ def sequences_as_input(cfg: PipelineConfig, prepared: PreparedSequences, ids: li
         return pd.DataFrame({PATH_COLUMN: [by_id[i] for i in ids]})
     frame = prepared.frame
     rows = frame[frame["sequence_id"].isin(ids)]
-    return rows[["sequence_id", "step", *prepared.channels]].reset_index(drop=True)
+    columns = ["sequence_id", TEXT_COLUMN] if spec.kind == TEXT else ["sequence_id", "step", *prepared.channels]
+    return rows[columns].reset_index(drop=True)
 
 
 def register(cfg: PipelineConfig) -> str:
@@ -260,9 +241,9 @@ def register(cfg: PipelineConfig) -> str:
     client, _ = connect(cfg)  # an unreachable store fails here, before anything is logged
     layout = Layout.of(cfg)
     board, best, run = champion(cfg)
-    prepared = load_prepared_sequences(layout.prepared)
-    spec = input_spec(cfg, prepared)
-    train_ids = sorted(set(prepared.frame.loc[prepared.frame["split"] == "train", "sequence_id"]))
+    prepared = load_prepared(layout.prepared)
+    spec = input_spec(prepared)
+    train_ids = sorted(map(str, prepared.ids_of("train")))
     example = sequences_as_input(cfg, prepared, train_ids[:EXAMPLE_SEQUENCES])
     trained_from = {k: v for k, v in client.get_run(run["run_id"]).data.tags.items() if k.startswith(TAG_PREFIX)}
     tags = {**trained_from, "seqpipe.task": "classify", "seqpipe.model": best["model"], "seqpipe.arch": best["arch"],
@@ -270,21 +251,19 @@ def register(cfg: PipelineConfig) -> str:
             **{f"seqpipe.{k}": f"{best[k]:.6f}" for k in board.columns if k.startswith(("val_", "test_"))}}
 
     def package() -> PyfuncPackage:
-        from seqpipe.tasks.classify.inputs import input_batch, prediction_frame
-
         estimator = load_estimator(layout.models / best["model"])
-        ids, batch = input_batch(example, spec, prepared.scaler)
-        output = prediction_frame(ids, estimator.predict_proba(batch), prepared.classes)
+        preprocessing = load_preprocessing(spec, inputs)
+        ids, batch = input_batch(example, spec, preprocessing)
+        output = prediction_frame(ids, estimator.predict_proba(batch), list(prepared.classes))
         return PyfuncPackage(
-            code=PYFUNC_CODE, artifacts={"model": str(layout.models / best["model"]), "scaler": str(scaler_file)},
-            model_config={"classes": prepared.classes, "inputs": spec.to_dict()}, example=example,
+            code=PYFUNC_CODE, artifacts={"model": str(layout.models / best["model"]), "inputs": str(inputs)},
+            model_config={"classes": list(prepared.classes), "inputs": spec.to_dict()}, example=example,
             example_output=output, params=None,
             requirements=[*SERVING_REQUIREMENTS, *(["librosa", "soundfile"] if spec.kind == AUDIO else []),
                           *estimator.requirements])
 
-    with tempfile.TemporaryDirectory() as scratch:
-        scaler_file = write_json(Path(scratch) / SCALER_FILE, prepared.scaler.to_dict())
-        version = log_and_register(client, run["run_id"], cfg.tracking.registered_model, package, tags)
+    inputs = layout.prepared / input_file(prepared)
+    version = log_and_register(client, run["run_id"], cfg.tracking.registered_model, package, tags)
     metric = ranking_column(cfg)
     log.info(f"registered {cfg.tracking.registered_model} version {version} ({best['model']}, "
              f"{metric} {best[metric]:.4f}, test {cfg.classify.evaluation.metric} "
@@ -317,7 +296,7 @@ def gate(cfg: PipelineConfig) -> dict:
     if production == challenger:
         return already_production(challenger)
     settings, evaluation = cfg.classify.promotion, cfg.classify.evaluation
-    prepared = load_prepared_sequences(Layout.of(cfg).prepared)
+    prepared = load_prepared(Layout.of(cfg).prepared)
     _, labels = prepared.test_batch()
     ids = list(prepared.test_ids)
     model_input = sequences_as_input(cfg, prepared, ids)
@@ -355,17 +334,19 @@ def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path
     frame = pd.read_parquet(input_path) if input_path.suffix.lower() == ".parquet" else pd.read_csv(input_path)
     # The file speaks the source's column names, the registered model the canonical ones.
     columns = cfg.classify.source.columns
-    frame = frame.rename(columns={columns.sequence_id: "sequence_id", **({columns.step: "step"} if columns.step else {})})
+    renamed = {columns.sequence_id: "sequence_id", columns.step: "step", columns.text: TEXT_COLUMN}
+    frame = frame.rename(columns={k: v for k, v in renamed.items() if k})
     loaded, uri = load_registered(cfg, model)
     schema = loaded.metadata.get_input_schema()
     if schema is not None:
         wanted = schema.input_names()
         absent = [c for c in wanted if c not in frame.columns]
         if absent:
-            channels = [c for c in wanted if c not in ("sequence_id", "step")]
-            raise PredictionError(f"{input_path}: missing columns {absent} that {uri} reads: it classifies sequences "
-                                  f"of {len(channels)} channels {channels} per step; columns present: "
-                                  f"{list(map(str, frame.columns))}")
+            channels = [c for c in wanted if c not in ("sequence_id", "step", TEXT_COLUMN, PATH_COLUMN)]
+            reads = (f"it classifies sequences of {len(channels)} channels {channels} per step" if channels
+                     else f"it reads the columns {wanted}")
+            raise PredictionError(f"{input_path}: missing columns {absent} that {uri} reads: {reads}; "
+                                  f"columns present: {list(map(str, frame.columns))}")
         frame = frame[wanted]
     try:
         output = loaded.predict(frame)

@@ -1,0 +1,378 @@
+"""The text classifiers: every text network and the TF-IDF + linear reference, on CPU in seconds.
+
+Texts are token ids whose class is planted by a keyword: class c holds token 10 + c
+somewhere among random filler words. Each network maps a padded batch of ids to
+``(batch, classes)`` logits whatever padding follows the texts, learns the keyword far
+beyond the majority class through the estimator and the one loop, survives a save and
+load unchanged, trains bit-identically from a seed and resumes a killed fit exactly. The
+TF-IDF reference learns it too, weighs its n-grams as scikit-learn's vectorizer does, and
+saves without a pickle.
+"""
+
+import functools
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from seqpipe.estimators.classification import ClassifyFitData, SequenceBatch
+from seqpipe.estimators.interface import FitOptions
+from seqpipe.estimators.neural_classifier import NeuralClassifierEstimator
+from seqpipe.estimators.text_references import TfidfLinearEstimator, batch_grams, text_grams
+from seqpipe.evaluation.classification import log_loss
+from seqpipe.hyperparams import (
+    CLASSIFICATION_ARCHS,
+    PARAMS,
+    TEXT_CLASSIFIER_ARCHS,
+    TEXT_MEMBER_ARCHS,
+    TextDeepEnsembleParams,
+    TfidfLinearParams,
+)
+from seqpipe.models.classifiers import CLASSIFIERS, ClassifierShape, build_classifier
+from seqpipe.models.classifiers.ensemble import DeepEnsembleClassifier, is_member_architecture
+from seqpipe.models.classifiers.text import PAD_ID, UNK_ID, TextClassifier, bigram_buckets
+from seqpipe.training import TrainSettings, seed_everything
+
+VOCABULARY, CLASSES, MIN_LENGTH, MAX_LENGTH = 200, 3, 3, 40
+KEYWORD = 10  # class c holds token KEYWORD + c
+FILLER = KEYWORD + CLASSES  # filler words are drawn from [FILLER, VOCABULARY)
+SHAPE = ClassifierShape(channels=1, classes=CLASSES, max_length=MAX_LENGTH, vocabulary=VOCABULARY)
+CNN = {"embedding_dim": 16, "widths": [2, 3, 5], "maps": 8, "dropout": 0.2}
+RECURRENT = {"embedding_dim": 16, "hidden_size": 16, "dropout": 0.0}
+# Small sizes so each model trains in about a second on one thread; (params, epochs). The
+# widest filter (5) is longer than the shortest texts (3).
+ZOO = {
+    "text_rnn": (RECURRENT, 6),
+    "text_lstm": (RECURRENT, 6),
+    "text_gru": ({**RECURRENT, "bidirectional": False}, 6),
+    "text_cnn": (CNN, 6),
+    "text_transformer": ({"embedding_dim": 16, "num_heads": 2, "num_layers": 1, "feedforward": 32,
+                          "dropout": 0.0}, 8),
+    "fasttext": ({"embedding_dim": 16, "bigram_buckets": 1000}, 8),
+    "text_deep_ensemble": ({"members": 3, "member_arch": "text_cnn", "member_params": CNN}, 6),
+}
+SETTINGS = TrainSettings(batch_size=32, learning_rate=1e-2, progress=False, device="cpu")
+TRAIN_TEXTS = 384
+# fastText (a mean over a text's words and bigrams, the keyword one among up to 80) and the
+# Elman RNN memorise 384 texts by their filler words before they find the keyword: they see more.
+MORE_TRAIN_TEXTS = {"fasttext": 1536, "text_rnn": 1024}
+
+
+class Killed(Exception):
+    pass
+
+
+def _texts(n: int, seed: int, max_length: int = MAX_LENGTH) -> tuple[SequenceBatch, np.ndarray]:
+    """Texts of 3 to 40 filler words (a few unknown) holding their class's keyword once; majority class 40%."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(CLASSES, size=n, p=[0.4, 0.35, 0.25])
+    lengths = rng.integers(MIN_LENGTH, max_length + 1, n)
+    ids = rng.integers(FILLER, VOCABULARY, (n, max_length))
+    ids[rng.random((n, max_length)) < 0.05] = UNK_ID
+    ids[np.arange(n), (rng.random(n) * lengths).astype(np.int64)] = KEYWORD + labels
+    ids[np.arange(max_length)[None, :] >= lengths[:, None]] = PAD_ID
+    return SequenceBatch(ids[..., None].astype(np.float32), lengths.astype(np.int64)), labels.astype(np.int64)
+
+
+def _fit_data(n_train: int = TRAIN_TEXTS, n_val: int = 128, class_weights: np.ndarray | None = None) -> ClassifyFitData:
+    (train, train_labels), (val, val_labels) = _texts(n_train, 1), _texts(n_val, 2)
+    return ClassifyFitData(train, train_labels, val, val_labels, class_weights)
+
+
+def _build(arch: str, seed: int = 0) -> NeuralClassifierEstimator:
+    seed_everything(seed, num_threads=1)
+    return NeuralClassifierEstimator.build(arch, SHAPE, ZOO[arch][0])
+
+
+@functools.cache
+def _trained(arch: str) -> NeuralClassifierEstimator:
+    """One training run per architecture, shared by the tests that only read the result."""
+    estimator = _build(arch)
+    epochs = ZOO[arch][1]
+    estimator.fit(_fit_data(MORE_TRAIN_TEXTS.get(arch, TRAIN_TEXTS)), replace(SETTINGS, max_epochs=epochs,
+                                                                              patience=epochs), FitOptions(name=arch))
+    return estimator
+
+
+@functools.cache
+def _tfidf() -> TfidfLinearEstimator:
+    estimator = TfidfLinearEstimator(SHAPE, {})
+    estimator.fit(_fit_data(), SETTINGS)
+    return estimator
+
+
+def _masked(batch: SequenceBatch) -> torch.Tensor:
+    return torch.from_numpy(batch.masked())
+
+
+def _losses(result) -> list[tuple[int, float, float, float]]:
+    return [(log.epoch, log.train_loss, log.val_loss, log.learning_rate) for log in result.history]
+
+
+def _accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    return float((probabilities.argmax(1) == labels).mean())
+
+
+def test_the_catalog_holds_every_text_arch_with_its_params():
+    text = {arch for arch, cls in CLASSIFIERS.items() if issubclass(cls, TextClassifier)}
+    assert set(ZOO) == TEXT_CLASSIFIER_ARCHS == text | {"text_deep_ensemble"}
+    assert TEXT_MEMBER_ARCHS == {arch for arch in text if is_member_architecture(CLASSIFIERS[arch])}
+    assert TEXT_CLASSIFIER_ARCHS | {"tfidf_linear"} <= CLASSIFICATION_ARCHS
+    assert all(PARAMS[arch] is CLASSIFIERS[arch].Params for arch in ZOO)
+    assert PARAMS["tfidf_linear"] is TfidfLinearParams and TfidfLinearEstimator.arch == "tfidf_linear"
+
+
+def test_a_shape_saved_before_texts_existed_loads_as_numeric_frames():
+    shape = ClassifierShape(**{"channels": 13, "classes": 10, "max_length": 80})
+    assert shape.vocabulary == 0 and not shape.is_text and shape.inputs == 14
+    assert SHAPE.is_text and SHAPE.inputs == 2
+
+
+def test_text_and_numeric_architectures_refuse_each_others_sequences():
+    numeric = ClassifierShape(channels=1, classes=CLASSES, max_length=MAX_LENGTH)
+    with pytest.raises(ValueError, match="classifies texts"):
+        build_classifier("text_cnn", numeric, {})
+    with pytest.raises(ValueError, match="reads numeric frames"):
+        build_classifier("gru_classifier", SHAPE, {})
+    with pytest.raises(ValueError, match="classifies texts"):
+        TfidfLinearEstimator(numeric, {})
+
+
+@pytest.mark.parametrize("arch", sorted(ZOO))
+def test_default_params_map_a_padded_batch_of_token_ids_to_class_logits(arch):
+    torch.manual_seed(0)
+    model = build_classifier(arch, SHAPE, {}).eval()
+    batch, _ = _texts(5, 3)
+    # Longer than any training text, and texts of one and two tokens, shorter than the widest filter.
+    long, _ = _texts(4, 4, max_length=3 * MAX_LENGTH)
+    short = SequenceBatch(np.array([[[20.0], [0.0]], [[30.0], [31.0]]], dtype=np.float32), np.array([1, 2]))
+    with torch.no_grad():
+        assert model(_masked(batch)).shape == (5, CLASSES)
+        for texts in (long, short):
+            logits = model(_masked(texts))
+            assert logits.shape == (len(texts), CLASSES) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("arch", sorted(ZOO))
+def test_padding_never_changes_the_logits(arch):
+    model = _trained(arch).network.eval()
+    batch, _ = _texts(16, 5)
+    x = _masked(batch)
+    # More padding than the longest training text, holding any ids at all: the mask alone says it is padding.
+    extra = torch.zeros(len(x), 2 * MAX_LENGTH, 2)
+    extra[..., 0] = torch.randint(0, 3 * VOCABULARY, extra.shape[:2], generator=torch.Generator().manual_seed(0))
+    padded = torch.cat([x, extra], dim=1)
+    garbled = x.clone()
+    garbled[..., 0] += (garbled[..., -1] == 0) * (KEYWORD + 2)
+    with torch.no_grad():
+        logits = model(x)
+        torch.testing.assert_close(model(padded), logits, rtol=0, atol=1e-5)
+        torch.testing.assert_close(model(garbled), logits, rtol=0, atol=1e-5)
+        # The same text alone, unpadded, as in a batch of its own.
+        alone = model(x[:1, : int(batch.lengths[0])])
+    torch.testing.assert_close(alone, logits[:1], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["text_cnn", "fasttext"])
+def test_an_id_outside_the_vocabulary_reads_as_unknown(arch):
+    model = _trained(arch).network.eval()
+    x = _masked(_texts(8, 10)[0])
+    outside, unknown = x.clone(), x.clone()
+    outside[:, 0, 0], unknown[:, 0, 0] = float(VOCABULARY + 7), float(UNK_ID)
+    with torch.no_grad():
+        torch.testing.assert_close(model(outside), model(unknown), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("arch", sorted(ZOO))
+def test_learns_the_keyword_far_beyond_the_majority_class(arch):
+    estimator = _trained(arch)
+    val, labels = _texts(256, 6)
+    probabilities = estimator.predict_proba(val)
+    assert probabilities.shape == (256, CLASSES) and probabilities.dtype == np.float64
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-9)
+    accuracy, majority = _accuracy(probabilities, labels), float(np.bincount(labels).max() / len(labels))
+    assert accuracy > 0.85 and majority < 0.5, (accuracy, majority)
+
+
+@pytest.mark.parametrize("arch", sorted(ZOO))
+def test_save_load_round_trip_predicts_identically(arch, tmp_path):
+    estimator = _trained(arch)
+    estimator.save(tmp_path / arch)
+    spec = json.loads((tmp_path / arch / "model.json").read_text())
+    assert spec["arch"] == arch
+    assert spec["shape"] == {"channels": 1, "classes": CLASSES, "max_length": MAX_LENGTH, "vocabulary": VOCABULARY}
+    loaded = NeuralClassifierEstimator.load(tmp_path / arch)
+    assert loaded.arch == arch and loaded.params == estimator.params and loaded.shape == SHAPE
+    batch, _ = _texts(40, 7)
+    assert np.array_equal(loaded.predict_proba(batch), estimator.predict_proba(batch))
+
+
+@pytest.mark.parametrize("arch", sorted(ZOO))
+def test_same_seed_trains_bit_identical_weights(arch):
+    def train_once(seed: int) -> dict[str, torch.Tensor]:
+        estimator = _build(arch, seed)
+        estimator.fit(_fit_data(96, 32), replace(SETTINGS, max_epochs=1))
+        return estimator.network.state_dict()
+
+    first, second, other = train_once(3), train_once(3), train_once(4)
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    assert not all(torch.equal(first[name], other[name]) for name in first)
+
+
+@pytest.mark.parametrize("arch", sorted(ZOO))
+def test_a_killed_fit_resumes_from_its_checkpoint_and_ends_as_an_uninterrupted_one(arch, tmp_path):
+    data = _fit_data(96, 32, class_weights=np.array([1.0, 1.5, 2.0]))
+    settings = replace(SETTINGS, max_epochs=3, patience=3)
+    signature = {"arch": arch}
+
+    uninterrupted = _build(arch)
+    expected_history = _losses(uninterrupted.fit(data, settings))
+    expected = uninterrupted.network.state_dict()
+
+    def dies_after_epoch_two(log):
+        if log.epoch == 2:
+            raise Killed
+
+    checkpoint = tmp_path / f"{arch}.pt"
+    with pytest.raises(Killed):
+        _build(arch).fit(data, settings, FitOptions(checkpoint=checkpoint, signature=signature,
+                                                    on_epoch=dies_after_epoch_two))
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == 2
+    epochs = []
+    resumed = _build(arch)
+    result = resumed.fit(data, settings, FitOptions(checkpoint=checkpoint, signature=signature,
+                                                    on_epoch=lambda log: epochs.append(log.epoch)))
+    assert epochs == [3] and result.epochs_run == 3
+    assert _losses(result) == expected_history
+    state = resumed.network.state_dict()
+    assert state.keys() == expected.keys()
+    for name in expected:
+        assert torch.equal(state[name], expected[name]), name
+
+
+def test_the_text_ensemble_predicts_the_mean_of_its_members_probabilities():
+    estimator = _trained("text_deep_ensemble")
+    network = estimator.network
+    assert isinstance(network, DeepEnsembleClassifier)
+    batch, _ = _texts(32, 9)
+    with torch.no_grad():
+        members = network.member_probabilities(_masked(batch))
+        alone = torch.stack([torch.softmax(m(_masked(batch)), -1) for m in network.members], dim=1)
+    assert members.shape == (32, 3, CLASSES)
+    torch.testing.assert_close(members, alone)
+    np.testing.assert_allclose(estimator.predict_proba(batch), members.mean(1).double().numpy(), rtol=0, atol=1e-6)
+    # Members start from seeds of their own, and their trained predictions still differ.
+    assert not torch.allclose(members[:, 0], members[:, 1])
+
+
+def test_each_ensemble_holds_only_members_of_its_own_kind():
+    numeric = ClassifierShape(channels=1, classes=CLASSES, max_length=MAX_LENGTH)
+    for member in ("gru_classifier", "text_deep_ensemble", "tfidf_linear"):
+        with pytest.raises(ValueError, match="text_deep_ensemble: member_arch .* cannot be a member"):
+            build_classifier("text_deep_ensemble", SHAPE, {"member_arch": member})
+    with pytest.raises(ValueError, match="deep_ensemble_classifier: member_arch 'text_gru' cannot be a member"):
+        build_classifier("deep_ensemble_classifier", numeric, {"member_arch": "text_gru"})
+    with pytest.raises(ValueError, match="member_params: text_cnn: unknown params"):
+        build_classifier("text_deep_ensemble", SHAPE, {"member_params": {"filters": 3}})
+    model = build_classifier("text_deep_ensemble", SHAPE, {"members": 2, "member_arch": "fasttext",
+                                                           "member_params": {"bigram_buckets": 0}})
+    assert [m.arch for m in model.members] == ["fasttext", "fasttext"] and model.members[0].bigrams is None
+
+    from pydantic import ValidationError
+
+    from seqpipe.config import PARAMS_SCHEMAS
+
+    schema = PARAMS_SCHEMAS[TextDeepEnsembleParams]
+    schema.model_validate({"member_arch": "text_transformer", "member_params": {"num_heads": 2}})
+    with pytest.raises(ValidationError, match="not a text classifier network"):
+        schema.model_validate({"member_arch": "gru_classifier"})
+    with pytest.raises(ValidationError, match="maps"):
+        schema.model_validate({"member_params": {"maps": "many"}})
+
+
+def test_bigram_hashing_is_deterministic_within_its_buckets_and_reads_word_order():
+    first, second = torch.tensor([5, 17, 199, 17]), torch.tensor([17, 5, 3, 5])
+    buckets = bigram_buckets(first, second, 1000)
+    assert torch.equal(buckets, bigram_buckets(first, second, 1000))
+    assert buckets.dtype == torch.int64 and bool(((buckets >= 0) & (buckets < 1000)).all())
+    assert buckets[0] != buckets[1] and buckets[1] == buckets[3]
+    # With bigrams, the same words in another order make another text; without, the same one.
+    torch.manual_seed(0)
+    forward = torch.tensor([[[20.0, 1.0], [30.0, 1.0], [40.0, 1.0]]])
+    backward = forward.flip(1)
+    with torch.no_grad():
+        for buckets, differs in ((1000, True), (0, False)):
+            model = build_classifier("fasttext", SHAPE, {"embedding_dim": 8, "bigram_buckets": buckets}).eval()
+            torch.nn.init.normal_(model.head.weight)  # fastText starts its output layer at zero
+            assert differs != torch.allclose(model(forward), model(backward), rtol=0, atol=1e-6)
+
+
+def test_text_grams_are_words_then_bigrams_of_the_real_tokens():
+    assert text_grams(np.array([12, 40, 7]), 2) == ["12", "40", "7", "12_40", "40_7"]
+    assert text_grams(np.array([12]), 3) == ["12"]
+    batch = SequenceBatch(np.array([[[12.0], [40.0], [0.0]], [[3.0], [0.0], [0.0]]], dtype=np.float32),
+                          np.array([2, 1]))
+    assert batch_grams(batch, 2) == [["12", "40", "12_40"], ["3"]]
+
+
+def test_tfidf_weighs_the_grams_as_scikit_learns_vectorizer_does():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    estimator = _tfidf()
+    batch, _ = _texts(64, 11)
+    vectorizer = TfidfVectorizer(analyzer=lambda grams: grams, sublinear_tf=True, min_df=1)
+    vectorizer.fit(batch_grams(_fit_data().train, 2))
+    assert vectorizer.get_feature_names_out().tolist() == estimator._state.grams
+    np.testing.assert_allclose(estimator.features(batch).toarray(),
+                               vectorizer.transform(batch_grams(batch, 2)).toarray(), rtol=1e-12, atol=1e-12)
+
+
+def test_tfidf_linear_learns_the_keyword_and_reports_its_validation_log_loss():
+    data = _fit_data()
+    estimator = TfidfLinearEstimator(SHAPE, {})
+    result = estimator.fit(data, SETTINGS)
+    assert result.best_val_loss == pytest.approx(log_loss(data.val_labels, estimator.predict_proba(data.val)))
+    assert result.epochs_run == 0 and not estimator.trainable
+    val, labels = _texts(256, 6)
+    probabilities = estimator.predict_proba(val)
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-12)
+    assert _accuracy(probabilities, labels) > 0.9
+    assert estimator.describe()["grams"] == len(estimator._state.grams) > VOCABULARY - FILLER
+
+
+def test_tfidf_linear_saves_without_a_pickle_and_loads_identically(tmp_path):
+    estimator = _tfidf()
+    estimator.save(tmp_path / "tfidf")
+    spec = json.loads((tmp_path / "tfidf" / "model.json").read_text())
+    assert spec["arch"] == "tfidf_linear" and spec["shape"]["vocabulary"] == VOCABULARY
+    assert spec["params"] == {"ngram_max": 2, "min_df": 1, "sublinear_tf": True, "regularization": 10.0,
+                              "max_iter": 1000}
+    grams = json.loads((tmp_path / "tfidf" / spec["grams"]).read_text())
+    with np.load(tmp_path / "tfidf" / spec["arrays"], allow_pickle=False) as arrays:
+        assert all(arrays[name].dtype != object for name in arrays.files)
+        assert arrays["coef"].shape == (CLASSES, len(grams))
+    loaded = TfidfLinearEstimator.load(tmp_path / "tfidf")
+    batch, _ = _texts(40, 7)
+    assert np.array_equal(loaded.predict_proba(batch), estimator.predict_proba(batch))
+
+
+def test_tfidf_linear_fits_deterministically_and_weighs_classes_by_sample():
+    data = _fit_data(192, 32)
+    first, second = TfidfLinearEstimator(SHAPE, {}), TfidfLinearEstimator(SHAPE, {})
+    first.fit(data, SETTINGS)
+    second.fit(data, SETTINGS)
+    assert first._state.grams == second._state.grams
+    for name, array in first._state.arrays().items():
+        assert np.array_equal(array, second._state.arrays()[name]), name
+    weighted = TfidfLinearEstimator(SHAPE, {"ngram_max": 1, "min_df": 2})
+    weighted.fit(replace(data, class_weights=np.array([1.0, 1.0, 5.0])), SETTINGS)
+    assert all("_" not in gram for gram in weighted._state.grams)
+    val, _ = _texts(128, 12)
+    plain = TfidfLinearEstimator(SHAPE, {"ngram_max": 1, "min_df": 2})
+    plain.fit(data, SETTINGS)
+    # Weighing class 2 up moves probability towards it.
+    assert weighted.predict_proba(val)[:, 2].mean() > plain.predict_proba(val)[:, 2].mean()
