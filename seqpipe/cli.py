@@ -289,12 +289,18 @@ def reproduce(
 
 @app.command()
 def datasets() -> None:
-    """List the built-in datasets."""
+    """List the built-in datasets of each task (data.source.name, or classify.source.name)."""
     from seqpipe.data.catalog import BUILTIN_DATASETS
+    from seqpipe.data.sequences import BUILTIN_SEQUENCES
+    from seqpipe.data.texts import BUILTIN_TEXTS
 
+    print("task: forecast")
     for d in BUILTIN_DATASETS.values():
-        print(f"{d.name:<18} freq {d.freq or 'step':<5} horizon {d.horizon:>3}  season {d.season:>3}  "
+        print(f"  {d.name:<18} freq {d.freq or 'step':<5} horizon {d.horizon:>3}  season {d.season:>3}  "
               f"lookback {d.lookback:>3}  {d.description}")
+    print("task: classify")
+    for name, description in {**BUILTIN_SEQUENCES, **BUILTIN_TEXTS}.items():
+        print(f"  {name:<18} {description}")
 
 
 @app.command()

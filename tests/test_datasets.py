@@ -130,3 +130,15 @@ def test_logging_the_same_inputs_twice_keeps_one_link_per_context(cfg):
 ])
 def test_dataset_names_come_from_the_source(origin, name):
     assert dataset_name(origin) == name
+
+
+def test_datasets_command_lists_each_tasks_built_ins():
+    from typer.testing import CliRunner
+
+    from seqpipe.cli import app
+
+    result = CliRunner().invoke(app, ["datasets"])
+    assert result.exit_code == 0, result.output
+    forecast, _, classify = result.output.partition("task: classify")
+    assert "tourism-monthly" in forecast and "spoken-digits" not in forecast
+    assert all(name in classify for name in ("spoken-digits", "rotten-tomatoes", "reuters-r8"))

@@ -121,9 +121,14 @@ def _values_drift(name: str, reference: pd.Series, current: pd.Series, settings:
 def detect_sequence_drift(reference: pd.DataFrame, current: pd.DataFrame, settings: DriftConfig,
                           reference_md5: str, current_md5: str) -> SequenceDriftReport:
     """Compare two canonical sequence frames: the label mix, the lengths and each channel's per-sequence mean."""
-    ref, cur = per_sequence(reference), per_sequence(current)
-    ref_channels = [c for c in ref.columns if c.startswith(CHANNEL_PREFIX)]
-    cur_channels = [c for c in cur.columns if c.startswith(CHANNEL_PREFIX)]
+    return compare_per_sequence(per_sequence(reference), per_sequence(current), settings, reference_md5, current_md5)
+
+
+def compare_per_sequence(ref: pd.DataFrame, cur: pd.DataFrame, settings: DriftConfig, reference_md5: str,
+                         current_md5: str, prefix: str = CHANNEL_PREFIX) -> SequenceDriftReport:
+    """Compare two tables of one row per sequence: the label mix, the length and each ``prefix``ed quantity."""
+    ref_channels = [c for c in ref.columns if c.startswith(prefix)]
+    cur_channels = [c for c in cur.columns if c.startswith(prefix)]
     common = [c for c in ref_channels if c in cur_channels]
     results = [_label_drift(ref[LABEL], cur[LABEL], settings),
                _values_drift(LENGTH_QUANTITY, ref[LENGTH_QUANTITY], cur[LENGTH_QUANTITY], settings),
@@ -133,7 +138,7 @@ def detect_sequence_drift(reference: pd.DataFrame, current: pd.DataFrame, settin
     ref_labels, cur_labels = set(ref[LABEL].dropna().astype(str)), set(cur[LABEL].dropna().astype(str))
 
     def bare(columns: set[str]) -> list[str]:
-        return sorted(c.removeprefix(CHANNEL_PREFIX) for c in columns)
+        return sorted(c.removeprefix(prefix) for c in columns)
 
     return SequenceDriftReport(
         reference_md5=reference_md5, current_md5=current_md5, reference_sequences=len(ref),

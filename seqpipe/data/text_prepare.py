@@ -162,6 +162,12 @@ class TextTokenizer:
                      encoded.truncated, len(texts), self.settings.max_tokens, self.settings.max_tokens)
         return encoded.ids
 
+    def token_counts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Each text's tokens before truncation, and how many of them are ``[UNK]``."""
+        raw = self._raw_ids(texts)
+        return (np.array([len(r) for r in raw], dtype=np.int64),
+                np.array([r.count(self.unknown_id) for r in raw], dtype=np.int64))
+
     def unknown_share(self, texts: Sequence[str]) -> float:
         """The share of the texts' tokens (before truncation) that are ``[UNK]``; 0 when there are none."""
         raw = self._raw_ids(texts)

@@ -1,8 +1,9 @@
 """The two kinds of data sequence classification reads: numeric sequences (frames, audio) and texts.
 
 Each kind reads its source into its canonical form, validates it with its GX suite,
-prepares it (a channel scaler, or a tokenizer learned on the training split) and turns
-a user's rows into the batch a classifier reads; the steps ask ``kind_of`` once and go
+prepares it (a channel scaler, or a tokenizer learned on the training split), compares
+new data with production's for drift, and turns a user's rows into the batch a
+classifier reads; the steps ask ``kind_of`` once and go
 through the ``DataKind`` it returns. The prepared folder names its kind in ``meta.json``,
 so anything after prepare reads it back without the config.
 """
@@ -17,11 +18,13 @@ from typing import Any, Union
 import pandas as pd
 
 from seqpipe.config import PipelineConfig, SequenceSourceConfig
+from seqpipe.data.sequence_drift import SequenceDriftReport, detect_sequence_drift
 from seqpipe.data.sequence_prepare import (
     PreparedSequences, load_prepared_sequences, prepare_sequences, save_prepared_sequences,
 )
 from seqpipe.data.sequence_validation import SequenceRules, validate_sequences
 from seqpipe.data.sequences import audio_extractor, read_sequence_source
+from seqpipe.data.text_drift import detect_text_drift
 from seqpipe.data.text_prepare import PreparedTexts, load_prepared_texts, prepare_texts, save_prepared_texts
 from seqpipe.data.text_validation import TextRules, validate_texts
 from seqpipe.data.texts import is_text_source, read_text_source
@@ -45,6 +48,7 @@ class DataKind:
     validate: Callable[..., Any]  # (cfg, frame, dataset, source, docs_dir) -> report
     prepare: Callable[[PipelineConfig, pd.DataFrame], Prepared]
     save: Callable[[Prepared, Path, str], dict]
+    drift: Callable[..., SequenceDriftReport]  # (cfg, reference, current, reference_md5, current_md5)
 
 
 def _validate_sequences(cfg: PipelineConfig, frame: pd.DataFrame, dataset: str, source: str, docs_dir: Path) -> Any:
@@ -62,12 +66,16 @@ SEQUENCES = DataKind(
     prepare=lambda cfg, frame: prepare_sequences(frame, cfg.classify.split, cfg.classify.class_weighting,
                                                  audio_extractor(cfg.classify.source)),
     save=save_prepared_sequences,
+    drift=lambda cfg, reference, current, ref_md5, cur_md5: detect_sequence_drift(
+        reference, current, cfg.drift, ref_md5, cur_md5),
 )
 TEXTS = DataKind(
     name=TEXT_KIND, read=read_text_source, order="sequence_id", validate=_validate_texts,
     prepare=lambda cfg, frame: prepare_texts(frame, cfg.classify.split, cfg.classify.class_weighting,
                                              cfg.classify.text),
     save=save_prepared_texts,
+    drift=lambda cfg, reference, current, ref_md5, cur_md5: detect_text_drift(
+        reference, current, cfg.drift, cfg.classify.text, cfg.classify.split, ref_md5, cur_md5),
 )
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from seqpipe.config import ModelSpec, PipelineConfig
-from seqpipe.data.sequence_drift import SequenceDriftReport, detect_sequence_drift
+from seqpipe.data.sequence_drift import SequenceDriftReport
 from seqpipe.data.snapshot import Manifest, read_snapshot, write_snapshot
 from seqpipe.errors import ConfigError, DataValidationError, PredictionError, RegistryError
 from seqpipe.estimators import build_estimator, load_estimator
@@ -360,7 +360,7 @@ def predict(cfg: PipelineConfig, model: str, input_path: Path, output_path: Path
 
 
 def check_drift(cfg: PipelineConfig, reference_md5: str, run_id: str | None = None) -> SequenceDriftReport | None:
-    """Compare the latest snapshot's sequences with ``reference_md5``'s: labels, lengths, channel means.
+    """Compare the latest snapshot with ``reference_md5``'s: labels, lengths, and channel means or unknown tokens.
 
     Reads, writes and logs as forecasting's check does (the metrics count quantities, not series);
     None when the reference snapshot is not here.
@@ -369,6 +369,6 @@ def check_drift(cfg: PipelineConfig, reference_md5: str, run_id: str | None = No
     if snapshots is None:
         return None
     reference, current, current_md5 = snapshots
-    report = detect_sequence_drift(reference, current, cfg.drift, reference_md5, current_md5)
+    report = kind_of(cfg).drift(cfg, reference, current, reference_md5, current_md5)
     publish_drift(cfg, report, current_md5, run_id)
     return report
