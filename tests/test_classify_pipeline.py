@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import invoke_served, mlflow_model_server, run_cli, tree_digest
+from conftest import REPO, invoke_served, mlflow_model_server, run_cli, tree_digest
 
 pytestmark = pytest.mark.slow
 
@@ -96,6 +96,7 @@ def test_every_classifier_is_tracked_and_the_champion_serves(classify_project: P
     root = classify_project
     result = run_cli("run", "--conf", str(root / "conf"), cwd=root)
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "ranked by validation macro_f1" in result.stdout + result.stderr
 
     board = pd.read_csv(root / "data" / "evaluation" / "leaderboard.csv")
     assert set(board["model"]) == set(MODELS)
@@ -215,3 +216,12 @@ def test_a_winning_reference_is_registered_and_classifies_like_a_network(tmp_pat
     labels = steps.predict(cfg, "production", tmp_path / "new.csv", tmp_path / "labels.csv")
     assert len(labels) == held_back["utterance"].nunique()
     assert (tmp_path / "labels.csv").is_file()
+
+
+def test_each_task_says_how_its_leaderboard_ranks():
+    from seqpipe import steps
+    from seqpipe.config import load_config
+
+    assert steps.leaderboard_title(load_config(REPO / "examples" / "spoken-digits" / "conf")).startswith(
+        "ranked by validation macro_f1")
+    assert steps.leaderboard_title(load_config(REPO / "conf")) == "test split, ranked by mase"

@@ -103,6 +103,7 @@ def evaluation_run(runs: dict[str, dict], best: str, parent: str | None) -> str:
     return parent or (runs.get(best) or next(iter(runs.values())))["parent_run_id"]
 
 
+@task_step
 def leaderboard_title(cfg: PipelineConfig) -> str:
     """What the leaderboard ranks by and on which split, for the lines that show it."""
     return f"test split, ranked by {cfg.evaluation.metric}"
