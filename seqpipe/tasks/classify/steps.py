@@ -51,7 +51,6 @@ from seqpipe.training import seed_everything
 log = logging.getLogger(__name__)
 
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
-SCALER_FILE = "scaler.json"
 METRICS = tuple(HIGHER_IS_BETTER)
 EVALUATION_ARTIFACTS = ("leaderboard.csv", "leaderboard.md", "metrics.json", "confusion_matrix.png",
                         "confusion_matrix.csv", "per_class.csv", "metric_by_model.png")
@@ -113,9 +112,11 @@ def training_job(cfg: PipelineConfig, spec: ModelSpec, layout: Layout) -> Traini
         raise ConfigError(f"{cfg.model_file(spec.name)}: {exc}") from None
     data = prepared.fit_data()
     training = cfg.training.model_dump(mode="json", exclude=set(NOT_IN_WEIGHTS))
+    # The prepared data's own digest: a tokenizer learned with other settings gives other ids for the same dataset.
     signature = {"config": short_digest({"training": training, "model": spec.model_dump(mode="json"),
                                          "class_weighting": cfg.classify.class_weighting}),
-                 "arch": spec.arch, "shape": [shape.channels, shape.classes, shape.max_length],
+                 "prepared": short_digest(read_json(layout.prepared / "meta.json")),
+                 "arch": spec.arch, "shape": [shape.channels, shape.classes, shape.max_length, shape.vocabulary],
                  "dataset": read_json(layout.prepared / "meta.json")["dataset"], "train_sequences": len(data.train)}
     return TrainingJob(
         estimator=estimator,
