@@ -155,8 +155,50 @@ def pad(sequences: list[np.ndarray], length: int | None = None, *, channels: int
 
 # -- preparation --------------------------------------------------------------------------------
 
+class LabelledSplits:
+    """What prepared labelled data offers the steps once it knows each example's split and class index.
+
+    Shared by numeric sequences and texts: a subclass gives ``item_splits``, ``item_labels``,
+    ``classes``, ``class_weighting`` and ``batch_of``.
+    """
+
+    classes: tuple[str, ...]
+    class_weighting: str
+    # Properties of the subclass: each example's split, and its class index into ``classes``.
+    item_splits: np.ndarray
+    item_labels: np.ndarray
+
+    def batch_of(self, split: str) -> tuple[SequenceBatch, np.ndarray]:
+        raise NotImplementedError
+
+    def test_batch(self) -> tuple[SequenceBatch, np.ndarray]:
+        return self.batch_of("test")
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Examples per split and class."""
+        counts = {split: dict.fromkeys(self.classes, 0) for split in SPLITS}
+        for split, label in zip(self.item_splits, self.item_labels, strict=True):
+            counts[split][self.classes[label]] += 1
+        return counts
+
+    @property
+    def class_weights(self) -> np.ndarray | None:
+        """balanced: ``n / (k x count_c)`` over the training examples; none: None (every class alike)."""
+        if self.class_weighting == "none":
+            return None
+        train = self.item_labels[self.item_splits == "train"]
+        counts = np.bincount(train, minlength=len(self.classes)).astype(np.float64)
+        return len(train) / (len(self.classes) * counts)
+
+    def fit_data(self) -> ClassifyFitData:
+        train, train_labels = self.batch_of("train")
+        val, val_labels = self.batch_of("val")
+        return ClassifyFitData(train=train, train_labels=train_labels, val=val, val_labels=val_labels,
+                               class_weights=self.class_weights)
+
+
 @dataclass(frozen=True)
-class PreparedSequences:
+class PreparedSequences(LabelledSplits):
     """The split, the scaler and the class list of a batch of labelled sequences, in original units."""
 
     frame: pd.DataFrame  # canonical rows plus ``split``, sorted, unscaled
@@ -171,6 +213,14 @@ class PreparedSequences:
     @cached_property
     def layout(self) -> SequenceLayout:
         return SequenceLayout.of(self.frame)
+
+    @property
+    def item_splits(self) -> np.ndarray:
+        return self.sequence_splits
+
+    @property
+    def item_labels(self) -> np.ndarray:
+        return self.sequence_labels
 
     @cached_property
     def sequence_splits(self) -> np.ndarray:
@@ -202,30 +252,6 @@ class PreparedSequences:
         batch = pad([self._scaled[i] for i in chosen], length, channels=len(self.channels))
         return batch, self.sequence_labels[chosen]
 
-    def test_batch(self) -> tuple[SequenceBatch, np.ndarray]:
-        return self.batch_of("test")
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Sequences per split and class."""
-        counts = {split: dict.fromkeys(self.classes, 0) for split in SPLITS}
-        for split, label in zip(self.sequence_splits, self.sequence_labels, strict=True):
-            counts[split][self.classes[label]] += 1
-        return counts
-
-    @property
-    def class_weights(self) -> np.ndarray | None:
-        """balanced: ``n / (k x count_c)`` over the training sequences; none: None (every class alike)."""
-        if self.class_weighting == "none":
-            return None
-        train = self.sequence_labels[self.sequence_splits == "train"]
-        counts = np.bincount(train, minlength=len(self.classes)).astype(np.float64)
-        return len(train) / (len(self.classes) * counts)
-
-    def fit_data(self) -> ClassifyFitData:
-        train, train_labels = self.batch_of("train")
-        val, val_labels = self.batch_of("val")
-        return ClassifyFitData(train=train, train_labels=train_labels, val=val, val_labels=val_labels,
-                               class_weights=self.class_weights)
 
 
 def _known_split(split: str) -> str:

@@ -31,11 +31,11 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from seqpipe.config import SequenceSplitConfig, TextConfig
 from seqpipe.data.sequence_prepare import (
-    CLASS_WEIGHTINGS, IDS_LISTED, META_FILE, SPLITS, _class_generator, _known_split, _share, pad, split_sequences,
+    CLASS_WEIGHTINGS, IDS_LISTED, META_FILE, SPLITS, LabelledSplits, _class_generator, _known_split, _share, pad, split_sequences,
 )
 from seqpipe.data.texts import LABEL, OWN_SPLITS, SEQUENCE_ID, SPLIT, TEXT
 from seqpipe.errors import ConfigError, DataValidationError
-from seqpipe.estimators.classification import ClassifyFitData, SequenceBatch
+from seqpipe.estimators.classification import SequenceBatch
 from seqpipe.io import read_json, write_json, write_parquet
 
 TEXTS_FILE = "texts.parquet"
@@ -226,7 +226,7 @@ def _without_added_tokens(tokenizer: Tokenizer, tokens: list[str]) -> Tokenizer:
 # -- preparation --------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class PreparedTexts:
+class PreparedTexts(LabelledSplits):
     """The split, the trained tokenizer and the class list of a batch of labelled texts.
 
     Mirrors ``PreparedSequences`` where the steps read it: ``channels`` is the one
@@ -245,6 +245,14 @@ class PreparedTexts:
     @cached_property
     def ids(self) -> np.ndarray:
         return self.frame[SEQUENCE_ID].to_numpy(dtype=object)
+
+    @property
+    def item_splits(self) -> np.ndarray:
+        return self.splits
+
+    @property
+    def item_labels(self) -> np.ndarray:
+        return self.labels
 
     @cached_property
     def splits(self) -> np.ndarray:
@@ -281,30 +289,6 @@ class PreparedTexts:
         tokens = [self.encoded.ids[i].astype(np.float32)[:, None] for i in chosen]
         return pad(tokens, length, channels=len(self.channels)), self.labels[chosen]
 
-    def test_batch(self) -> tuple[SequenceBatch, np.ndarray]:
-        return self.batch_of("test")
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        """Texts per split and class."""
-        counts = {split: dict.fromkeys(self.classes, 0) for split in SPLITS}
-        for split, label in zip(self.splits, self.labels, strict=True):
-            counts[split][self.classes[label]] += 1
-        return counts
-
-    @property
-    def class_weights(self) -> np.ndarray | None:
-        """balanced: ``n / (k x count_c)`` over the training texts; none: None (every class alike)."""
-        if self.class_weighting == "none":
-            return None
-        train = self.labels[self.splits == "train"]
-        counts = np.bincount(train, minlength=len(self.classes)).astype(np.float64)
-        return len(train) / (len(self.classes) * counts)
-
-    def fit_data(self) -> ClassifyFitData:
-        train, train_labels = self.batch_of("train")
-        val, val_labels = self.batch_of("val")
-        return ClassifyFitData(train=train, train_labels=train_labels, val=val, val_labels=val_labels,
-                               class_weights=self.class_weights)
 
 
 def prepare_texts(frame: pd.DataFrame, split_cfg: SequenceSplitConfig, class_weighting: str,
