@@ -1,4 +1,4 @@
-"""Prepared data as the estimators read it: fit data and the test split's forecast inputs."""
+"""Prepared data as the estimators read it: fit data and the validation and test splits' forecast inputs."""
 
 from __future__ import annotations
 
@@ -22,6 +22,11 @@ def histories_before_test(prepared: PreparedData) -> list[np.ndarray]:
     return series_histories(frame[frame["split"] != "test"], prepared.scalers.series_ids)
 
 
+def histories_before_validation(prepared: PreparedData) -> list[np.ndarray]:
+    frame = prepared.frame
+    return series_histories(frame[frame["split"] == "train"], prepared.scalers.series_ids)
+
+
 def fit_data(prepared: PreparedData) -> FitData:
     return FitData((prepared.train.x, prepared.train.y), (prepared.val.x, prepared.val.y),
                    histories_before_test(prepared))
@@ -35,3 +40,11 @@ def window_inputs(windows: Windows, scalers: Scalers, histories: list[np.ndarray
 def test_inputs(prepared: PreparedData) -> ForecastInputs:
     """One row per series: its last window before the test split, and all its points before it."""
     return window_inputs(prepared.test, prepared.scalers, histories_before_test(prepared))
+
+
+def validation_inputs(prepared: PreparedData) -> ForecastInputs:
+    """One row per series: its last window before the validation split, and its training points.
+
+    What the champion is chosen on: nothing of the test split is in it.
+    """
+    return window_inputs(prepared.val, prepared.scalers, histories_before_validation(prepared))

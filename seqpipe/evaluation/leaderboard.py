@@ -1,26 +1,38 @@
-"""The leaderboard: one row per model, best first by the configured metric."""
+"""The leaderboard: one row per model, best first by the configured metric on the validation window.
+
+Each model has its validation scores (``val_mase``, ...), which rank it, and its test
+scores (``mase``, ...), which only report: choosing on the split that reports the
+choice's score would bias that score.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 
 KEYS = ("model", "arch", "series_id")
+VALIDATION_PREFIX = "val_"
+
+
+def ranking_column(metric: str) -> str:
+    """The leaderboard column that ranks: ``metric`` on the validation window."""
+    return f"{VALIDATION_PREFIX}{metric}"
 
 
 def build_leaderboard(per_series: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Aggregate per-series scores (columns: model, arch, series_id, metrics) into the mean per model.
 
-    Probabilistic scores (CRPS, coverage) are empty for point forecasters.
+    Ranked by ``val_<metric>``, ties by name. Probabilistic scores (CRPS, coverage) are
+    empty for point forecasters.
     """
     scores = [c for c in per_series.columns if c not in KEYS]
     board = per_series.groupby(["model", "arch"], sort=False)[scores].mean().reset_index()
-    board = board.sort_values([metric, "model"], kind="stable").reset_index(drop=True)
+    board = board.sort_values([ranking_column(metric), "model"], kind="stable").reset_index(drop=True)
     board.insert(0, "rank", range(1, len(board) + 1))
     return board
 
 
 def board_metrics(board: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Each model's scores, leaving out those it has none of (JSON has no NaN)."""
+    """Each model's scores (test ones unprefixed, validation ones ``val_``), leaving out those it has none of (JSON has no NaN)."""
     scores = [c for c in board.columns if c not in (*KEYS, "rank")]
     return {row["model"]: {m: float(row[m]) for m in scores if pd.notna(row[m])} for _, row in board.iterrows()}
 

@@ -31,11 +31,14 @@ class ModelScores:
     upper: np.ndarray | None
 
 
-def scoring_targets(prepared: PreparedData) -> tuple[np.ndarray, np.ndarray]:
-    """The test actuals (series x horizon) and each series' MASE scale, both in scaler order."""
+def scoring_targets(prepared: PreparedData, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """The actuals of ``split`` (test or val; series x horizon) and each series' MASE scale, both in scaler order.
+
+    The scale comes from the training part only, whichever split is scored.
+    """
     frame = prepared.frame
     ids = prepared.scalers.series_ids
-    actual = frame.loc[frame["split"] == "test", "value"].to_numpy(np.float64).reshape(len(ids), prepared.spec.horizon)
+    actual = frame.loc[frame["split"] == split, "value"].to_numpy(np.float64).reshape(len(ids), prepared.spec.horizon)
     scale = seasonal_scale(frame[frame["split"] == "train"], prepared.spec.season).reindex(ids).to_numpy()
     return actual, scale
 

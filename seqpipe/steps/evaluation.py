@@ -1,4 +1,8 @@
-"""Score the trained models on the test split: the leaderboard, forecasts and plots in ``data/evaluation``."""
+"""Score the trained models on the validation and test windows: the leaderboard, forecasts and plots in ``data/evaluation``.
+
+The validation window ranks the models (and so picks the one ``register`` registers);
+the test window only reports.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,13 @@ from seqpipe.config import PipelineConfig
 from seqpipe.data.prepare import load_prepared
 from seqpipe.layout import Layout
 from seqpipe.errors import ConfigError
-from seqpipe.evaluation.leaderboard import board_metrics, build_leaderboard, to_markdown
-from seqpipe.evaluation.metrics import METRICS
+from seqpipe.evaluation.leaderboard import VALIDATION_PREFIX, board_metrics, build_leaderboard, ranking_column, to_markdown
+from seqpipe.evaluation.metrics import METRICS, score
 from seqpipe.evaluation.plots import (
     plot_error_distribution, plot_forecast_vs_actual, plot_metric_by_model, sample_series,
 )
 from seqpipe.estimators import load_estimator
-from seqpipe.estimators.inputs import test_inputs
+from seqpipe.estimators.inputs import test_inputs, validation_inputs
 from seqpipe.evaluation.scoring import ForecastShapeError, score_estimator, scoring_targets
 from seqpipe.io import atomic_dir
 from seqpipe.models.persistence import SPEC_FILE
@@ -35,10 +39,13 @@ EVALUATION_ARTIFACTS = ("leaderboard.csv", "leaderboard.md", "metrics.json", "fo
 
 @task_step
 def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFrame:
-    """Score every trained model on the test split; write the leaderboard, forecasts and a plot.
+    """Score every trained model on the validation and test windows; write the leaderboard, forecasts and plots.
 
-    The leaderboard goes to ``parent_run_id`` when given (a pipeline run that reused
-    models trained by an earlier one), else to the pipeline run that trained the best model.
+    Models are ranked by their validation score of ``evaluation.metric``: each forecasts
+    the validation window from the training points alone. The test scores are reported
+    beside it and choose nothing. The leaderboard goes to ``parent_run_id`` when given (a
+    pipeline run that reused models trained by an earlier one), else to the pipeline run
+    that trained the best model.
     """
     layout = Layout.of(cfg)
     prepared = load_prepared(layout.prepared)
@@ -48,16 +55,22 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
     test_rows = frame[frame["split"] == "test"]
     actual, scale = scoring_targets(prepared)
     inputs = test_inputs(prepared)
+    val_actual, _ = scoring_targets(prepared, "val")
+    val_inputs = validation_inputs(prepared)
 
     runs = training_records(cfg)
     per_series, forecasts = [], []
     for spec in cfg.models:
         model_dir = layout.models / spec.name
+        estimator = load_estimator(model_dir)
         try:
-            scored = score_estimator(load_estimator(model_dir), inputs, actual, scale, cfg.evaluation)
+            scored = score_estimator(estimator, inputs, actual, scale, cfg.evaluation)
         except ForecastShapeError as exc:
             raise ConfigError(f"{model_dir}: {exc}; run `seqpipe train --model {spec.name}` again") from None
-        per_series.append(pd.DataFrame({"model": spec.name, "arch": spec.arch, "series_id": ids, **scored.scores}))
+        validated = score(val_actual, estimator.forecast(val_inputs), scale)
+        per_series.append(pd.DataFrame({"model": spec.name, "arch": spec.arch, "series_id": ids,
+                                        **{f"{VALIDATION_PREFIX}{m}": v for m, v in validated.items()},
+                                        **scored.scores}))
         forecasts.append(test_rows[["series_id", "timestamp"]].assign(
             model=spec.name, forecast=scored.forecast.ravel(), actual=actual.ravel(),
             lower=np.nan if scored.lower is None else scored.lower.ravel(),
@@ -83,8 +96,8 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
     else:
         log.info("no MLflow training runs recorded for these models here (pulled from a DVC remote?): "
                  "the leaderboard is written to data/evaluation only")
-    log.info("leaderboard (test split, %d series, horizon %d, ranked by %s) written to %s", len(ids), horizon,
-             cfg.evaluation.metric, layout.evaluation)
+    log.info("leaderboard (%d series, horizon %d, ranked by validation %s; test scores reported) written to %s",
+             len(ids), horizon, cfg.evaluation.metric, layout.evaluation)
     return board
 
 
@@ -106,7 +119,7 @@ def evaluation_run(runs: dict[str, dict], best: str, parent: str | None) -> str:
 @task_step
 def leaderboard_title(cfg: PipelineConfig) -> str:
     """What the leaderboard ranks by and on which split, for the lines that show it."""
-    return f"test split, ranked by {cfg.evaluation.metric}"
+    return f"ranked by validation {cfg.evaluation.metric} ({ranking_column(cfg.evaluation.metric)}); the test columns only report"
 
 
 def leaderboard_markdown(cfg: PipelineConfig) -> str:
@@ -118,10 +131,16 @@ def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, di
     client, _ = connect(cfg)
     for model, scores in board_metrics(board).items():
         if model in runs:
-            log_metrics(client, runs[model]["run_id"], {f"test_{m}": v for m, v in scores.items()})
+            log_metrics(client, runs[model]["run_id"], {_split_metric(m): v for m, v in scores.items()})
     best = board.iloc[0]
     parent = evaluation_run(runs, best["model"], parent)
     for artifact in EVALUATION_ARTIFACTS:
         client.log_artifact(parent, str(layout.evaluation / artifact), "evaluation")
-    log_metrics(client, parent, {f"best_test_{m}": float(best[m]) for m in METRICS})
+    log_metrics(client, parent, {f"best_test_{m}": float(best[m]) for m in METRICS}
+                | {f"best_{ranking_column(m)}": float(best[ranking_column(m)]) for m in METRICS})
     client.set_tag(parent, "seqpipe.best_model", best["model"])
+
+
+def _split_metric(column: str) -> str:
+    """A leaderboard column's MLflow metric name: ``val_mase`` stays, ``mase`` (a test score) becomes ``test_mase``."""
+    return column if column.startswith(VALIDATION_PREFIX) else f"test_{column}"

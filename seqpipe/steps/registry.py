@@ -19,6 +19,7 @@ from seqpipe.data.sources import read_table, training_series_name
 from seqpipe.layout import Layout
 from seqpipe.errors import ConfigError, PredictionError, RegistryError, SeqpipeError
 from seqpipe.evaluation.forecast import QuantileSettings
+from seqpipe.evaluation.leaderboard import ranking_column
 from seqpipe.evaluation.gate import GateDecision, decide, diebold_mariano, step_losses
 from seqpipe.evaluation.metrics import METRICS, score
 from seqpipe.evaluation.scoring import scoring_targets
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def champion(cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.Series, dict]:
-    """The leaderboard, its first model and the MLflow runs that trained it here: what ``register`` registers."""
+    """The leaderboard, its first model (best on validation) and the MLflow runs that trained it here: what ``register`` registers."""
     layout = Layout.of(cfg)
     board = pd.read_csv(layout.evaluation / "leaderboard.csv")
     best = board.iloc[0]
@@ -52,7 +53,9 @@ def champion(cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.Series, dict]:
 def register(cfg: PipelineConfig) -> str:
     """Register the leaderboard's best model, whatever its kind, as a new version with the alias ``challenger``.
 
-    Retrying is safe: the winner's training run keeps the version it already has.
+    The best model is the one with the best validation score: the test scores it is
+    tagged with were not used to choose it. Retrying is safe: the winner's training run
+    keeps the version it already has.
     """
     client, _ = connect(cfg)  # an unreachable store fails here, before anything is logged
     layout = Layout.of(cfg)
@@ -66,7 +69,9 @@ def register(cfg: PipelineConfig) -> str:
     trained_from = {k: v for k, v in client.get_run(run["run_id"]).data.tags.items() if k.startswith(TAG_PREFIX)}
     tags = {**trained_from, "seqpipe.model": best["model"], "seqpipe.arch": best["arch"],
             "seqpipe.pipeline_run_id": run["parent_run_id"], "seqpipe.training_run_id": run["run_id"],
-            **{f"seqpipe.test_{m}": f"{best[m]:.6f}" for m in METRICS}}
+            **{f"seqpipe.test_{m}": f"{best[m]:.6f}" for m in METRICS},
+            **{f"seqpipe.{ranking_column(m)}": f"{best[ranking_column(m)]:.6f}" for m in METRICS},
+            "seqpipe.selected_by": ranking_column(cfg.evaluation.metric)}
     with tempfile.TemporaryDirectory() as scratch:
         config = write_json(Path(scratch) / "pipeline.json", cfg.model_dump(mode="json", exclude={"root", "conf_dir"}))
         version = log_and_register(
@@ -77,8 +82,9 @@ def register(cfg: PipelineConfig) -> str:
                            layout.prepared / COVARIATE_SCALERS_FILE if prepared.covariate_scalers else None)),
             tags,
         )
-    log.info(f"registered {cfg.tracking.registered_model} version {version} ({best['model']}, "
-          f"test {cfg.evaluation.metric} {best[cfg.evaluation.metric]:.4f}) with alias 'challenger'")
+    metric = cfg.evaluation.metric
+    log.info(f"registered {cfg.tracking.registered_model} version {version} ({best['model']}, chosen on validation "
+             f"{metric} {best[ranking_column(metric)]:.4f}; test {metric} {best[metric]:.4f}) with alias 'challenger'")
     return version
 
 
