@@ -85,6 +85,68 @@ class DLinearParams:
     revin: bool = True
 
 
+# How a window's target is put on its own scale before the network sees it
+# (seqpipe.models.revin): "revin" subtracts its mean and divides by its standard deviation,
+# "level" divides by its mean absolute value (no shift), "none" passes it as it is.
+WindowScaling = Literal["revin", "level", "none"]
+
+
+@dataclass(frozen=True)
+class NBEATSParams:
+    """N-BEATS (Oreshkin et al. 2020): stacks of fully connected blocks, each removing its backcast from the input.
+
+    The paper's generic model has 30 stacks of one block, 4 layers of 512; these defaults
+    are smaller for a CPU. ``["trend", "seasonality"]`` with ``share_weights`` is its
+    interpretable model (conf/models/nbeats_interpretable.yaml).
+    """
+
+    stack_types: list[Literal["generic", "trend", "seasonality"]] = field(
+        default_factory=lambda: ["generic", "generic", "generic", "generic"],
+        metadata={"description": "one entry per stack, input side first: generic (a learned linear basis), "
+                                 "trend (polynomial) or seasonality (Fourier)", "min_length": 1})
+    blocks_per_stack: int = _bounded(1, ge=1)
+    layers: int = _bounded(4, "fully connected layers of each block", ge=1)
+    layer_width: int = _bounded(256, gt=0)
+    share_weights: bool = _bounded(False, "the blocks of a stack are one block, applied blocks_per_stack times "
+                                          "(the paper's interpretable setting)")
+    trend_degree: int = _bounded(3, "degree of the trend stacks' polynomial basis", ge=0)
+    harmonics: int | None = _bounded(None, "Fourier harmonics of the seasonality stacks; None: max(1, horizon // 2 - 1) "
+                                           "as the paper", ge=1)
+    naive_level: bool = _bounded(True, "start the forecast from the window's last value, as the reference "
+                                       "implementations do; false: the blocks' sum alone, as the paper writes it")
+    dropout: float = _bounded(0.0, "after each hidden layer", ge=0, lt=1)
+    window_scaling: WindowScaling = _bounded("level", "level: divide each window by its mean absolute target "
+                                                      "(meant for prepare.scaler: meanabs)")
+
+
+@dataclass(frozen=True)
+class NHITSParams:
+    """N-HiTS (Challu et al. 2023): N-BEATS blocks on max-pooled inputs, forecasting few coefficients interpolated to the horizon.
+
+    One stack per entry of ``pooling_kernel_sizes`` and ``downsample_frequencies`` (equal
+    lengths). 3 stacks of 1 block with 2 layers, as the paper; kernels [2, 2, 1] and
+    frequencies [4, 2, 1], the defaults of the authors' NeuralForecast implementation (the
+    paper tunes both per dataset); 256 units wide rather than 512, for a CPU.
+    """
+
+    pooling_kernel_sizes: list[int] = field(
+        default_factory=lambda: [2, 2, 1],
+        metadata={"description": "per stack: MaxPool1d kernel (and stride) over the lookback, at most the lookback",
+                  "min_length": 1})
+    downsample_frequencies: list[int] = field(
+        default_factory=lambda: [4, 2, 1],
+        metadata={"description": "per stack: each block forecasts max(1, horizon // frequency) coefficients, "
+                                 "linearly interpolated to the horizon", "min_length": 1})
+    blocks_per_stack: int = _bounded(1, ge=1)
+    layers: int = _bounded(2, "fully connected layers of each block", ge=1)
+    layer_width: int = _bounded(256, gt=0)
+    naive_level: bool = _bounded(True, "start the forecast from the window's last value, as the reference "
+                                       "implementation does")
+    dropout: float = _bounded(0.0, "after each hidden layer", ge=0, lt=1)
+    window_scaling: WindowScaling = _bounded("level", "level: divide each window by its mean absolute target "
+                                                      "(meant for prepare.scaler: meanabs)")
+
+
 @dataclass(frozen=True)
 class CVAEParams:
     hidden_size: int = 64
@@ -302,6 +364,8 @@ PARAMS: dict[str, type] = {
     "tcn": TCNParams,
     "transformer": TransformerParams,
     "dlinear": DLinearParams,
+    "nbeats": NBEATSParams,
+    "nhits": NHITSParams,
     "cvae": CVAEParams,
     "gan": GANParams,
     "dbn": DBNParams,
@@ -341,6 +405,11 @@ def _type_errors(value: Any, expected: Any, where: str) -> list[str]:
         options = typing.get_args(expected)
         return [] if any(not _type_errors(value, option, where) for option in options) else [
             f"{where} must be {_name(expected)}, got {value!r}"]
+    if origin is Literal:
+        # Equal and of the same type: True is not 1, as in pydantic's strict mode.
+        options = typing.get_args(expected)
+        return [] if any(type(value) is type(o) and value == o for o in options) else [
+            f"{where} must be one of {list(options)}, got {value!r}"]
     if expected is type(None):
         return [] if value is None else [f"{where} must be None, got {value!r}"]
     if origin is list:
@@ -408,8 +477,9 @@ def parse_as(cls: type, values: Any, label: str) -> Any:
 __all__ = [
     "AutoETSParams", "AutoThetaParams", "CLASSIFICATION_ARCHS", "CLASSIFIER_MEMBER_ARCHS", "CVAEParams", "DBNClassifierParams",
     "DBNParams", "DLinearParams", "DeepEnsembleClassifierParams", "DeepEnsembleParams", "FastTextParams", "GANParams",
-    "MiniRocketParams", "NoParams", "PARAMS", "RecurrentClassifierParams", "RecurrentParams", "TCNClassifierParams",
+    "MiniRocketParams", "NBEATSParams", "NHITSParams", "NoParams", "PARAMS", "RecurrentClassifierParams",
+    "RecurrentParams", "TCNClassifierParams",
     "TCNParams", "TEXT_CLASSIFIER_ARCHS", "TEXT_MEMBER_ARCHS", "TextCNNParams", "TextDeepEnsembleParams",
     "TextRecurrentParams", "TextTransformerParams", "TfidfLinearParams", "TransformerClassifierParams",
-    "TransformerParams", "parse_as", "parse_params",
+    "TransformerParams", "WindowScaling", "parse_as", "parse_params",
 ]

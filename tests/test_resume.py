@@ -9,11 +9,15 @@ from tests.test_models import SHAPE, _seasonal_windows
 
 SETTINGS = TrainSettings(max_epochs=4, batch_size=32, patience=10, progress=False)
 # Dropout draws from the global RNG; the GAN has two optimizers and draws noise; the DBN
-# pre-trains before the first epoch, which a resumed run skips (the weights hold its result).
+# pre-trains before the first epoch, which a resumed run skips (the weights hold its result);
+# N-BEATS applies a shared block several times, with dropout; N-HiTS pools and interpolates.
 MODELS = {
     "lstm": {"hidden_size": 8, "num_layers": 2, "dropout": 0.2},
     "gan": {},
     "dbn": {"hidden_sizes": [16, 8], "pretrain_epochs": 1},
+    "nbeats": {"stack_types": ["trend", "seasonality"], "blocks_per_stack": 2, "share_weights": True, "layers": 2,
+               "layer_width": 32, "dropout": 0.1},
+    "nhits": {"layers": 2, "layer_width": 32},
 }
 
 

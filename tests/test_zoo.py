@@ -26,6 +26,8 @@ ZOO = {
     "transformer": ({"patch_len": 6, "stride": 3, "d_model": 16, "num_heads": 2, "num_layers": 1,
                      "feedforward": 32, "dropout": 0.0}, 6),
     "dlinear": ({"moving_average": 5}, 8),
+    "nbeats": ({"stack_types": ["generic", "generic"], "layers": 2, "layer_width": 64}, 8),
+    "nhits": ({"layers": 2, "layer_width": 64}, 8),
     "cvae": ({"hidden_size": 32, "latent_size": 4}, 8),
     "gan": ({"hidden_size": 32, "discriminator_size": 32}, 8),
     "dbn": ({"hidden_sizes": [32, 16], "pretrain_epochs": 2}, 8),
@@ -204,6 +206,8 @@ def test_extra_channels_are_read_and_only_the_target_sets_the_output_scale(arch)
     Per-window normalisation uses the target's level and spread alone, so moving and
     stretching the target moves and stretches the forecast the same way, whatever the
     other channels hold; a trainable model must also react to those other channels.
+    Level scaling (N-BEATS, N-HiTS) divides by the target's mean absolute value and
+    shifts nothing, so for those only stretching carries over.
     """
     from seqpipe.models import ProblemShape
 
@@ -212,14 +216,15 @@ def test_extra_channels_are_read_and_only_the_target_sets_the_output_scale(arch)
     torch.manual_seed(0)
     model = build_model(arch, shape, {**(spec.get("params") or {}), **(ZOO.get(arch, ({}, 0))[0])}).eval()
     x = torch.randn(5, shape.lookback, 3, generator=torch.Generator().manual_seed(1))
+    shift = 0.0 if getattr(model, "window_scaling", "revin") == "level" else 10.0
     moved = x.clone()
-    moved[:, :, 0] = 3.0 * x[:, :, 0] + 10.0
+    moved[:, :, 0] = 3.0 * x[:, :, 0] + shift
     other = x.clone()
     other[:, :, 1:] += 1.0
     with torch.no_grad():
         forecast = model(x)
         assert forecast.shape == (5, shape.horizon)
-        torch.testing.assert_close(model(moved), 3.0 * forecast + 10.0, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(model(moved), 3.0 * forecast + shift, rtol=1e-4, atol=1e-4)
         if model.trainable:
             assert not torch.allclose(model(other), forecast)
         if arch in PROBABILISTIC:

@@ -15,6 +15,7 @@ from seqpipe.models.dbn import DBNForecaster
 from seqpipe.models.ensemble import DeepEnsembleForecaster
 from seqpipe.models.gan import GANForecaster
 from seqpipe.models.linear import DLinearForecaster
+from seqpipe.models.nbeats import NBEATSForecaster, NHITSForecaster
 from seqpipe.models.recurrent import GRUForecaster, LSTMForecaster, RNNForecaster
 from seqpipe.models.vae import CVAEForecaster
 
@@ -22,7 +23,7 @@ ARCHITECTURES: dict[str, type[Forecaster]] = {
     cls.arch: cls
     for cls in (
         Naive, SeasonalNaive, RNNForecaster, LSTMForecaster, GRUForecaster,
-        TCNForecaster, TransformerForecaster, DLinearForecaster,
+        TCNForecaster, TransformerForecaster, DLinearForecaster, NBEATSForecaster, NHITSForecaster,
         CVAEForecaster, GANForecaster, DBNForecaster, DeepEnsembleForecaster,
     )
 }

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from seqpipe.models.revin import to_target_units, window_stats
+from seqpipe.models.revin import WINDOW_STATS, to_target_units
 
 from seqpipe.hyperparams import NoParams, parse_as
 
@@ -92,18 +92,24 @@ class Forecaster(TrainableModel):
 class WindowNormalizedForecaster(Forecaster):
     """A forecaster whose network sees each window on its own level and spread, its outputs mapped back.
 
-    The per-window normalisation (RevIN, ``seqpipe.models.revin``) is applied here, once,
-    around ``forward_normalized``, which subclasses implement on normalised windows.
+    The per-window normalisation (``seqpipe.models.revin``) is applied here, once, around
+    ``forward_normalized``, which subclasses implement on normalised windows. Which one is
+    ``window_scaling``'s: RevIN unless a subclass says otherwise.
     """
 
     @property
+    def window_scaling(self) -> str:
+        """``"revin"`` (mean and standard deviation), ``"level"`` (mean absolute value) or ``"none"``."""
+        return "revin"
+
+    @property
     def normalizes_windows(self) -> bool:
-        return True
+        return self.window_scaling != "none"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.normalizes_windows:
             return self.forward_normalized(x)
-        level, spread = window_stats(x)
+        level, spread = WINDOW_STATS[self.window_scaling](x)
         return to_target_units(self.forward_normalized((x - level) / spread), level, spread)
 
     def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:

@@ -38,8 +38,8 @@ class DLinearForecaster(WindowNormalizedForecaster):
         return trend, x - trend
 
     @property
-    def normalizes_windows(self) -> bool:
-        return self.params.revin
+    def window_scaling(self) -> str:
+        return "revin" if self.params.revin else "none"
 
     def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
         trend, remainder = self.decompose(x[:, :, :1].transpose(1, 2))

@@ -1,4 +1,4 @@
-"""Per-window normalisation (RevIN, Kim et al. 2022) shared by the neural forecasters.
+"""Per-window normalisation shared by the neural forecasters: RevIN, or level scaling.
 
 Series drift far from the training-part statistics by the forecast origin, so each
 window's target (channel 0) is put on its own level and spread before the network sees
@@ -6,6 +6,18 @@ it, and forecasts are mapped back with those statistics. Further channels pass
 unchanged: covariates are already scaled per series, calendar features are bounded, and
 normalising them per window would erase what they say in absolute terms (that a promotion
 is on, which month it is).
+
+Two ways to take the statistics:
+
+- ``window_stats``, RevIN (Kim et al. 2022): subtract the target's mean over the window,
+  divide by its standard deviation. Forecasts move and stretch with the history.
+- ``level_stats``, the default of N-BEATS and N-HiTS (``seqpipe.models.nbeats``): divide
+  by the mean absolute target over the window, shift nothing. Forecasts stretch with the
+  history (scale-equivariant) but do not move with it. It is meant for positive series
+  scaled by ``prepare.scaler: meanabs`` (value / mean |value|), whose windows keep their
+  sign and sit near 1. On ``standard``-scaled data (the default scaler), windows can be
+  negative or straddle zero: it stays finite there (the mean is clamped at ``WINDOW_EPS``),
+  but a window near zero is stretched by a large factor.
 """
 
 from __future__ import annotations
@@ -25,6 +37,17 @@ def window_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return level, spread
     return (torch.cat([level, level.new_zeros(len(x), 1, others)], dim=-1),
             torch.cat([spread, spread.new_ones(len(x), 1, others)], dim=-1))
+
+
+def level_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The shape of ``window_stats``'s pair: level 0, spread the target's mean absolute value (1 for the other channels)."""
+    spread = x[:, :, :1].abs().mean(dim=1, keepdim=True).clamp_min(WINDOW_EPS)
+    others = x.shape[-1] - 1
+    return x.new_zeros(len(x), 1, x.shape[-1]), torch.cat([spread, spread.new_ones(len(x), 1, others)], dim=-1)
+
+
+# Per-window statistics by the name a model's ``window_scaling`` gives ("none" takes none).
+WINDOW_STATS = {"revin": window_stats, "level": level_stats}
 
 
 def to_window_units(y: torch.Tensor, level: torch.Tensor, spread: torch.Tensor) -> torch.Tensor:
