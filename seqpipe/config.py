@@ -140,6 +140,9 @@ class ValidationConfig(StrictModel):
 class PrepareConfig(StrictModel):
     scaler: Literal["standard", "minmax", "robust", "meanabs"] = "standard"
     window_stride: int = Field(1, gt=0)
+    non_negative: Literal["auto", "always", "never"] = Field(
+        "auto", description="keep forecasts, intervals, samples and synthetic series at or above zero (clipped): "
+                            "auto when no training value is negative, always, or never")
     fill: Literal["none", "ffill", "linear"] = Field("none", description="how missing values are filled, per series")
     fill_limit: int | None = Field(None, gt=0, description="longest run of missing values that is filled")
     calendar_features: list[CalendarFeature] = Field(
@@ -534,6 +537,21 @@ class ClassifyConfig(StrictModel):
     promotion: SequencePromotionConfig = SequencePromotionConfig()
 
 
+# Losses that are ratios of the target (seqpipe.models.losses), and the scalers under which
+# a ratio in scaled units is the ratio in the data's units.
+RATIO_LOSSES = ("mape", "smape")
+RATIO_KEEPING_SCALERS = ("meanabs",)
+
+
+def _point_loss_of(spec: Any) -> str | None:
+    """The point loss a model spec trains on: its params' ``loss``, or its members' (a deep ensemble)."""
+    params = spec.params
+    member_params = getattr(params, "member_params", None)
+    if isinstance(member_params, dict):
+        return member_params.get("loss")
+    return getattr(params, "loss", None)
+
+
 class PipelineConfig(StrictModel):
     conf_dir: Path = Field(description="the folder this config was loaded from")
     root: Path = Field(description="project root (conf_dir's parent); relative paths resolve against it")
@@ -572,6 +590,18 @@ class PipelineConfig(StrictModel):
         wrong = [f"{m.name} ({m.arch})" for m in self.models if (m.arch in hyperparams.CLASSIFICATION_ARCHS) != classifying]
         if wrong:
             raise ValueError(f"task '{self.task}' cannot train {wrong}: `seqpipe models` lists the architectures of each task")
+        return self
+
+    @model_validator(mode="after")
+    def _ratio_losses_keep_ratios(self) -> PipelineConfig:
+        """A percentage-error loss is that error only on data scaled without a shift (seqpipe.models.losses)."""
+        if self.prepare.scaler in RATIO_KEEPING_SCALERS:
+            return self
+        offending = [f"{m.name} (loss {loss})" for m in self.models if (loss := _point_loss_of(m)) in RATIO_LOSSES]
+        if offending:
+            raise ValueError(f"models {offending} train on a percentage error, which needs a scaling that keeps "
+                             f"ratios: set prepare.scaler to {' or '.join(RATIO_KEEPING_SCALERS)} "
+                             f"(it is '{self.prepare.scaler}'), or choose loss mse, mae or mase")
         return self
 
     def backtest_models(self) -> list[ModelSpec]:

@@ -41,6 +41,16 @@ class TrainSettings:
                                         "terminal (a bar when it is); never changes the weights", gt=0)
 
 
+# What a point forecaster is trained to minimise (seqpipe.models.losses): mse and mae in
+# scaled units; mape and smape, which need a scaling that keeps ratios (prepare.scaler:
+# meanabs); mase, the error over each window's in-sample seasonal-naive error.
+PointLoss = Literal["mse", "mae", "mape", "smape", "mase"]
+
+
+def _loss_field() -> Any:
+    return _bounded("mse", "training loss: mse | mae | mape | smape (prepare.scaler: meanabs) | mase")
+
+
 # Settings that change how fast or how visibly a model trains, never what it learns: cache
 # keys and checkpoint signatures leave them out.
 NOT_IN_WEIGHTS = frozenset({"progress", "progress_interval", "num_threads"})
@@ -56,6 +66,7 @@ class RecurrentParams:
     hidden_size: int = 64
     num_layers: int = 2
     dropout: float = 0.1
+    loss: PointLoss = _loss_field()
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class TransformerParams:
     num_layers: int = 2
     feedforward: int = 128
     dropout: float = 0.1
+    loss: PointLoss = _loss_field()
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class TCNParams:
     num_blocks: int = 4
     kernel_size: int = 3
     dropout: float = 0.1
+    loss: PointLoss = _loss_field()
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,7 @@ class DLinearParams:
     moving_average: int = 25
     # DLinear itself does not normalise windows; RevIN helps where series drift.
     revin: bool = True
+    loss: PointLoss = _loss_field()
 
 
 # How a window's target is put on its own scale before the network sees it
@@ -117,6 +131,7 @@ class NBEATSParams:
     dropout: float = _bounded(0.0, "after each hidden layer", ge=0, lt=1)
     window_scaling: WindowScaling = _bounded("level", "level: divide each window by its mean absolute target "
                                                       "(meant for prepare.scaler: meanabs)")
+    loss: PointLoss = _loss_field()
 
 
 @dataclass(frozen=True)
@@ -145,6 +160,7 @@ class NHITSParams:
     dropout: float = _bounded(0.0, "after each hidden layer", ge=0, lt=1)
     window_scaling: WindowScaling = _bounded("level", "level: divide each window by its mean absolute target "
                                                       "(meant for prepare.scaler: meanabs)")
+    loss: PointLoss = _loss_field()
 
 
 @dataclass(frozen=True)
@@ -179,6 +195,7 @@ class DBNParams:
     pretrain_epochs: int = 5
     cd_steps: int = 1
     pretrain_learning_rate: float = 0.01
+    loss: PointLoss = _loss_field()
 
 
 @dataclass(frozen=True)

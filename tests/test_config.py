@@ -41,7 +41,7 @@ def test_model_overrides_merge_over_model_file(project):
     cfg = load_config(project / "conf")
     assert cfg.model("lstm").params == RecurrentParams(hidden_size=4, num_layers=1, dropout=0.0)
     assert cfg.model("lstm").model_dump(mode="json") == {
-        "name": "lstm", "arch": "lstm", "params": {"hidden_size": 4, "num_layers": 1, "dropout": 0.0}}
+        "name": "lstm", "arch": "lstm", "params": {"hidden_size": 4, "num_layers": 1, "dropout": 0.0, "loss": "mse"}}
 
 
 def test_overrides_for_an_unlisted_model_are_refused(project):

@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from seqpipe.models.losses import point_loss
 from seqpipe.models.revin import WINDOW_STATS, to_target_units
 
 from seqpipe.hyperparams import NoParams, parse_as
@@ -81,12 +82,20 @@ class TrainableModel(nn.Module):
 
 
 class Forecaster(TrainableModel):
-    """Maps history windows ``(batch, lookback, channels)`` to forecasts ``(batch, horizon)``, trained on MSE."""
+    """Maps history windows ``(batch, lookback, channels)`` to forecasts ``(batch, horizon)``.
+
+    Trained on the point loss its params name (``loss``: see ``seqpipe.models.losses``),
+    MSE for those without one.
+    """
 
     shape: ProblemShape
 
+    @property
+    def point_loss(self) -> str:
+        return getattr(self.params, "loss", "mse")
+
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return nn.functional.mse_loss(self(x), y)
+        return point_loss(self.point_loss, self(x), y, x[:, :, 0], self.shape.season)
 
 
 class WindowNormalizedForecaster(Forecaster):

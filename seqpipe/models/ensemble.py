@@ -6,7 +6,8 @@ members' Gaussians: its mean is the point forecast, samples draw a member and th
 its Gaussian. Member specs live in the params, member weights in the one state dict, so
 it saves like any model.
 
-Each member's mean is trained exactly as its architecture is alone, on MSE, and its
+Each member's mean is trained exactly as its architecture is alone, on its point loss
+(``member_params.loss``, MSE by default), and its
 variance on the Gaussian likelihood of the fixed mean, each with its own optimizer
 ("faithful" heteroscedastic regression, Stirn et al. 2023). Training both on the joint
 likelihood, as the paper does, let the variance steer the mean: the mean's gradient
@@ -28,6 +29,7 @@ from torch import nn
 
 from seqpipe.hyperparams import DeepEnsembleParams
 from seqpipe.models.base import EpochBatches, Forecaster, OptimizerStep
+from seqpipe.models.losses import point_loss
 
 # Caps the log of the variance factor, so a wild early step cannot overflow exp.
 MAX_LOG_VARIANCE = 10.0
@@ -99,13 +101,17 @@ class DeepEnsembleForecaster(Forecaster):
         total = x.new_zeros(())
         for member, mean_optimizer, variance_optimizer in zip(self.members, optimizers[::2], optimizers[1::2]):
             mean, variance = member(x, self.params.min_variance)
-            squared_error = nn.functional.mse_loss(mean, y)
-            step(squared_error, mean_optimizer)
+            mean_loss = self._mean_loss(mean, x, y)
+            step(mean_loss, mean_optimizer)
             step(nn.functional.gaussian_nll_loss(mean.detach(), y, variance, full=True), variance_optimizer)
             member.track_error(mean, y)  # after the backward passes, which read the error as it was
-            total = total + squared_error.detach()
-        # The members' MSE, logged: what the validation loss measures, on the mixture's mean.
+            total = total + mean_loss.detach()
+        # The members' point loss, logged: what the validation loss measures, on the mixture's mean.
         return total / len(self.members)
+
+    def _mean_loss(self, mean: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The members' own point loss (their params' ``loss``, MSE by default) of a mean forecast."""
+        return point_loss(self.members[0].point.point_loss, mean, y, x[:, :, 0], self.shape.season)
 
     def components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Members' means and variances ``(members, batch, horizon)`` in scaled units."""
@@ -120,7 +126,7 @@ class DeepEnsembleForecaster(Forecaster):
         stopped improving, before the means had: on Tourism quarterly that ensemble scored
         MASE 2.12, against 1.67 stopped on the mean (one GRU: 1.68).
         """
-        return nn.functional.mse_loss(self(x), y)
+        return self._mean_loss(self(x), x, y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # The means alone: validation and point forecasts need no variance heads.
