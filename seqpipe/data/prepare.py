@@ -19,6 +19,7 @@ import pandas as pd
 
 from seqpipe.data import CANONICAL_COLUMNS
 from seqpipe.data.catalog import SeriesSpec, shortest_splittable
+from seqpipe.data.domain import NonNegative, lower_bound_of
 from seqpipe.data.features import (
     Features,
     covariate_scaler_table,
@@ -82,6 +83,7 @@ class PreparedData:
     frame: pd.DataFrame  # canonical rows, covariates and ``split``, in original units
     features: Features = Features()
     covariate_scalers: dict[str, Scalers] = field(default_factory=dict)
+    lower_bound: float | None = None  # forecasts are clipped to it (seqpipe.data.domain); None: unbounded
 
 
 def _layout(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -121,7 +123,7 @@ def _check_lengths(ids: np.ndarray, lengths: np.ndarray, lookback: int, horizon:
 
 
 def prepare_frame(frame: pd.DataFrame, spec: SeriesSpec, scaler: str, stride: int = 1,
-                  features: Features = Features()) -> PreparedData:
+                  features: Features = Features(), non_negative: NonNegative = "never") -> PreparedData:
     lookback, horizon = spec.lookback, spec.horizon
     _check_inputs(frame, features)
     frame = frame[[*CANONICAL_COLUMNS, *features.covariates]]
@@ -147,7 +149,8 @@ def prepare_frame(frame: pd.DataFrame, spec: SeriesSpec, scaler: str, stride: in
 
     annotated = frame.assign(split=pd.Categorical(split, categories=SPLITS))
     return PreparedData(spec=spec, scalers=scalers, train=train, val=val, test=test, frame=annotated,
-                        features=features, covariate_scalers=covariate_scalers)
+                        features=features, covariate_scalers=covariate_scalers,
+                        lower_bound=lower_bound_of(values[split == "train"], non_negative))
 
 
 def save_prepared(prepared: PreparedData, folder: Path, dataset: str) -> dict:
@@ -175,6 +178,8 @@ def save_prepared(prepared: PreparedData, folder: Path, dataset: str) -> dict:
     }
     if prepared.features.channels > 1:
         meta["features"] = prepared.features.to_dict()
+    if prepared.lower_bound is not None:
+        meta["lower_bound"] = prepared.lower_bound
     (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
 
@@ -195,5 +200,6 @@ def load_prepared(folder: Path) -> PreparedData:
         frame=pd.read_parquet(folder / SERIES_FILE),
         features=Features.from_dict(meta.get("features")),
         covariate_scalers=covariate_scalers_from(pd.read_parquet(covariates)) if covariates.is_file() else {},
+        lower_bound=meta.get("lower_bound"),
         **splits,
     )

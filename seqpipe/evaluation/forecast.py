@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from seqpipe.data.domain import bounded
 from seqpipe.data.features import Features, exogenous_channels
 from seqpipe.data.scaling import Scalers
 from seqpipe.errors import PredictionError
@@ -64,12 +65,15 @@ def _history_inputs(frame: pd.DataFrame, rows: np.ndarray, ids: np.ndarray, posi
 
 def forecast_history(model: Estimator, scalers: Scalers, history: pd.DataFrame, horizon: int, freq: str | None,
                      max_listed: int = 10, sampling: QuantileSettings | None = None,
-                     features: Features = Features(), covariate_scalers: dict[str, Scalers] | None = None) -> pd.DataFrame:
+                     features: Features = Features(), covariate_scalers: dict[str, Scalers] | None = None,
+                     lower_bound: float | None = None) -> pd.DataFrame:
     """Forecast ``horizon`` steps after the end of each series in a canonical history frame.
 
     The history carries the covariates of ``features`` as columns, observed at every one of
     its points; calendar features come from its timestamps. A model that can sample also
-    reports the quantiles of ``sampling`` (columns ``q0.1``, ...).
+    reports the quantiles of ``sampling`` (columns ``q0.1``, ...). Forecasts and samples
+    below ``lower_bound`` (the data's domain, recorded when the model was registered) are
+    raised to it.
     """
     if model.shape.channels != features.channels:
         raise PredictionError(f"the model reads {model.shape.channels} input channels but was registered with "
@@ -99,7 +103,7 @@ def forecast_history(model: Estimator, scalers: Scalers, history: pd.DataFrame, 
     windows = _history_inputs(frame, rows, ids, position, scalers, features, covariate_scalers or {}, max_listed)
     histories = np.split(frame["value"].to_numpy(np.float64), starts[1:])
     inputs = ForecastInputs(windows, position, histories, scalers)
-    forecast = model.forecast(inputs)[:, :horizon]
+    forecast = bounded(model.forecast(inputs)[:, :horizon], lower_bound)
     last = frame["timestamp"].iloc[starts + lengths - 1].reset_index(drop=True)
     result = pd.DataFrame({
         "series_id": np.repeat(ids, horizon),
@@ -108,7 +112,7 @@ def forecast_history(model: Estimator, scalers: Scalers, history: pd.DataFrame, 
         "mean": forecast.ravel(),
     })
     if sampling and sampling.quantiles and model.probabilistic:
-        samples = model.sample(inputs, sampling.samples, sampling.seed)
+        samples = bounded(model.sample(inputs, sampling.samples, sampling.seed), lower_bound)
         levels = np.quantile(samples[:, :, :horizon], sampling.quantiles, axis=1)
         for level, values in zip(sampling.quantiles, levels):
             result[quantile_column(level)] = values.ravel()

@@ -7,6 +7,7 @@ from typing import Protocol
 
 import numpy as np
 
+from seqpipe.data.domain import bounded
 from seqpipe.data.prepare import PreparedData
 from seqpipe.estimators import Estimator, ForecastInputs
 from seqpipe.evaluation.metrics import score, seasonal_scale
@@ -44,14 +45,22 @@ def scoring_targets(prepared: PreparedData, split: str = "test") -> tuple[np.nda
 
 
 def score_estimator(model: Estimator, inputs: ForecastInputs, actual: np.ndarray, scale: np.ndarray,
-                    settings: SamplingSettings) -> ModelScores:
-    forecast = model.forecast(inputs)
-    if forecast.shape != actual.shape:
-        raise ForecastShapeError(f"forecasts of shape {forecast.shape} do not fit the test split {actual.shape}")
+                    settings: SamplingSettings, lower_bound: float | None = None) -> ModelScores:
+    """Point scores (and CRPS and coverage for samplers) of ``model``'s forecasts, clipped to ``lower_bound``.
+
+    With a bound, ``clipped`` is each series' share of forecast points that fell below it
+    and were raised to it: what the data's domain changed.
+    """
+    raw = model.forecast(inputs)
+    if raw.shape != actual.shape:
+        raise ForecastShapeError(f"forecasts of shape {raw.shape} do not fit the test split {actual.shape}")
+    forecast = bounded(raw, lower_bound)
     scores = score(actual, forecast, scale)
+    if lower_bound is not None:
+        scores["clipped"] = (raw < lower_bound).mean(axis=1)
     if not model.probabilistic:
         return ModelScores(scores, forecast, None, None)
-    samples = model.sample(inputs, settings.samples, settings.seed)
+    samples = bounded(model.sample(inputs, settings.samples, settings.seed), lower_bound)
     scores |= probabilistic_scores(actual, samples, settings.coverage_levels)
     level = settings.coverage_levels[0] if settings.coverage_levels else None
     if level is None:

@@ -103,7 +103,8 @@ def _prepare_fold(cfg: PipelineConfig, rows: pd.DataFrame, spec: SeriesSpec, fol
     if filled.empty:
         raise DataValidationError(f"backtest fold {fold}: no series is complete after prepare.fill; "
                                   "lower evaluation.backtest.folds or step")
-    return prepare_frame(filled, spec, cfg.prepare.scaler, cfg.prepare.window_stride, input_features(cfg))
+    return prepare_frame(filled, spec, cfg.prepare.scaler, cfg.prepare.window_stride, input_features(cfg),
+                         cfg.prepare.non_negative)
 
 
 def _refit_and_score(cfg: PipelineConfig, spec: ModelSpec, prepared: PreparedData, label: str) -> ModelScores:
@@ -111,7 +112,7 @@ def _refit_and_score(cfg: PipelineConfig, spec: ModelSpec, prepared: PreparedDat
     actual, scale = scoring_targets(prepared)
     estimator = seeded_estimator(cfg, spec)
     fit_estimator(cfg, estimator, prepared, FitOptions(name=label))
-    return score_estimator(estimator, test_inputs(prepared), actual, scale, cfg.evaluation)
+    return score_estimator(estimator, test_inputs(prepared), actual, scale, cfg.evaluation, prepared.lower_bound)
 
 
 def _write_backtest(folder: Path, result: bt.BacktestResult, summary: pd.DataFrame, markdown: str) -> None:

@@ -151,7 +151,8 @@ def prepare(cfg: PipelineConfig) -> dict:
             f"{list(unfilled[:cfg.validation.max_offending_listed])}")
     report = read_validation(cfg)
     spec = _with_frequency(series_spec(cfg.data), frame)
-    prepared = prepare_frame(frame, spec, cfg.prepare.scaler, cfg.prepare.window_stride, input_features(cfg))
+    prepared = prepare_frame(frame, spec, cfg.prepare.scaler, cfg.prepare.window_stride, input_features(cfg),
+                             cfg.prepare.non_negative)
     with atomic_dir(layout.prepared) as staging:
         meta = save_prepared(prepared, staging, dataset=report["dataset"])
     logger.info(f"prepared {meta['series']} series: windows {meta['windows']}, scaler {meta['scaler']}")

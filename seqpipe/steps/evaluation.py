@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from seqpipe.config import PipelineConfig
+from seqpipe.data.domain import bounded
 from seqpipe.data.prepare import load_prepared
 from seqpipe.layout import Layout
 from seqpipe.errors import ConfigError
@@ -64,10 +65,10 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
         model_dir = layout.models / spec.name
         estimator = load_estimator(model_dir)
         try:
-            scored = score_estimator(estimator, inputs, actual, scale, cfg.evaluation)
+            scored = score_estimator(estimator, inputs, actual, scale, cfg.evaluation, prepared.lower_bound)
         except ForecastShapeError as exc:
             raise ConfigError(f"{model_dir}: {exc}; run `seqpipe train --model {spec.name}` again") from None
-        validated = score(val_actual, estimator.forecast(val_inputs), scale)
+        validated = score(val_actual, bounded(estimator.forecast(val_inputs), prepared.lower_bound), scale)
         per_series.append(pd.DataFrame({"model": spec.name, "arch": spec.arch, "series_id": ids,
                                         **{f"{VALIDATION_PREFIX}{m}": v for m, v in validated.items()},
                                         **scored.scores}))

@@ -79,7 +79,8 @@ def register(cfg: PipelineConfig) -> str:
             lambda: forecast_package(ModelArtifacts(layout.models / best["model"], layout.prepared / SCALERS_FILE, prepared.spec.freq,
                            example, QuantileSettings(tuple(cfg.serving.quantiles), cfg.serving.samples, cfg.serving.seed),
                            config, prepared.features,
-                           layout.prepared / COVARIATE_SCALERS_FILE if prepared.covariate_scalers else None)),
+                           layout.prepared / COVARIATE_SCALERS_FILE if prepared.covariate_scalers else None,
+                           prepared.lower_bound)),
             tags,
         )
     metric = cfg.evaluation.metric

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from seqpipe.config import PipelineConfig
+from seqpipe.data.domain import bounded
 from seqpipe.data.prepare import load_prepared
 from seqpipe.errors import ConfigError
 from seqpipe.evaluation.forecast import future_timestamps
@@ -69,7 +70,8 @@ def synthesize(cfg: PipelineConfig, model: str | None = None, series: int | None
     level, spread = by_series["value"].mean(), by_series["value"].std(ddof=0).fillna(0.0)
     donors = level.index.to_numpy()[np.random.default_rng(seed).integers(0, len(level), series)]
     shape = (normalised - normalised.mean(1, keepdims=True)) / np.maximum(normalised.std(1, keepdims=True), FLAT_SPREAD)
-    values = level.reindex(donors).to_numpy()[:, None] + spread.reindex(donors).to_numpy()[:, None] * shape
+    values = bounded(level.reindex(donors).to_numpy()[:, None] + spread.reindex(donors).to_numpy()[:, None] * shape,
+                     prepared.lower_bound)
     first = prepared.frame.groupby("series_id", sort=True)["timestamp"].first().reindex(donors)
     stamps = np.concatenate([first.to_numpy()[:, None],
                              future_timestamps(first, length - 1, prepared.spec.freq).reshape(series, -1)], axis=1)

@@ -36,6 +36,7 @@ class SeqpipeForecaster(mlflow.pyfunc.PythonModel):
         self.freq = config.get("freq")
         self.sampling = QuantileSettings(**config["sampling"]) if config.get("sampling") else None
         self.features = Features.from_dict(config.get("features"))
+        self.lower_bound = config.get("lower_bound")  # versions registered before the domain was recorded: none
         covariates = context.artifacts.get("covariate_scalers")
         self.covariate_scalers = covariate_scalers_from(pd.read_parquet(covariates)) if covariates else {}
 
@@ -44,7 +45,8 @@ class SeqpipeForecaster(mlflow.pyfunc.PythonModel):
         requested = (params or {}).get("horizon")
         horizon = self.model.shape.horizon if requested is None else int(requested)
         return forecast_history(self.model, self.scalers, model_input, horizon, self.freq, sampling=self.sampling,
-                                features=self.features, covariate_scalers=self.covariate_scalers)
+                                features=self.features, covariate_scalers=self.covariate_scalers,
+                                lower_bound=self.lower_bound)
 
 
 set_model(SeqpipeForecaster())

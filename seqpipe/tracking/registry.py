@@ -58,6 +58,7 @@ class ModelArtifacts:
     config: Path | None = None  # the pipeline config the model was trained under, as JSON
     features: Features = Features()  # the input channels beside the target
     covariate_scalers: Path | None = None  # the covariates' scaler table, when there are covariates
+    lower_bound: float | None = None  # the data's domain: forecasts are clipped to it
 
 
 @dataclass(frozen=True)
@@ -81,14 +82,14 @@ def forecast_package(artifacts: ModelArtifacts) -> PyfuncPackage:
                          if artifacts.covariate_scalers else {})
     example_output = forecast_history(model, scalers, artifacts.example, model.shape.horizon, artifacts.freq,
                                       sampling=artifacts.sampling, features=artifacts.features,
-                                      covariate_scalers=covariate_scalers)
+                                      covariate_scalers=covariate_scalers, lower_bound=artifacts.lower_bound)
     return PyfuncPackage(
         code=PYFUNC_CODE,
         artifacts={"model": str(artifacts.model_dir), "scalers": str(artifacts.scalers),
                    **({"config": str(artifacts.config)} if artifacts.config else {}),
                    **({"covariate_scalers": str(artifacts.covariate_scalers)} if artifacts.covariate_scalers else {})},
         model_config={"freq": artifacts.freq, "sampling": asdict(artifacts.sampling) if artifacts.sampling else None,
-                      "features": artifacts.features.to_dict()},
+                      "features": artifacts.features.to_dict(), "lower_bound": artifacts.lower_bound},
         example=artifacts.example, example_output=example_output, params={"horizon": model.shape.horizon},
         requirements=[*SERVING_REQUIREMENTS, *model.requirements],
     )
