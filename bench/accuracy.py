@@ -1,13 +1,15 @@
-"""Forecast accuracy on the Tourism competition: the configured models against classical references.
+"""Forecast accuracy on the Tourism and M1 competitions: the configured models against classical references.
 
 For each dataset this builds a throw-away project (a config, an MLflow store, ``data/``)
 in a temporary folder and runs the pipeline's own step functions on it: ingest, validate,
 prepare, train every model, evaluate. It prints each leaderboard (MAPE, sMAPE, MASE on the
-test horizon) and finally all of them in one table.
+test horizon, and the validation MASE that ranks it) with the model the pipeline's
+selection rule registers marked ``selected``: chosen on the validation window, without
+looking at the test scores beside it.
 
-    .venv/bin/python bench/accuracy.py                      # all three, every model in conf/models/
+    .venv/bin/python bench/accuracy.py                      # all six, every model in conf/models/
     .venv/bin/python bench/accuracy.py --datasets tourism-quarterly tourism-yearly \\
-        --models seasonal_naive naive dlinear lstm auto_ets auto_theta --epochs 5   # a quick run
+        --models seasonal_naive naive dlinear lstm auto_ets auto_theta --epochs 5 --json out.json  # a quick run
 
 Series shorter than ``lookback + 2 x horizon`` (15 yearly series of 11 points) have no
 validation window; they are quarantined, and the table says how many series were scored.
@@ -16,11 +18,15 @@ Besides the trained models, each table has a row ``combination``: the equal-weig
 the neural models' test forecasts (every model that is neither a baseline nor a classical
 reference). It is fixed before any test score is seen, so it is a fair forecast combination,
 but it lives in this script only: the pipeline registers single models.
+
+``--json FILE`` writes ``{dataset: {model: {mape, smape, mase, val_mase, fit_seconds,
+selected}}}``, ``selected`` true for the pipeline's choice only.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -39,9 +45,10 @@ from seqpipe.evaluation.scoring import scoring_targets
 from seqpipe.steps.fitting import seeded_estimator
 
 REPO = Path(__file__).resolve().parents[1]
-DATASETS = ("tourism-monthly", "tourism-quarterly", "tourism-yearly")
+DATASETS = ("tourism-monthly", "tourism-quarterly", "tourism-yearly", "m1-monthly", "m1-quarterly", "m1-yearly")
 REFERENCES = ("seasonal_naive", "naive", "auto_ets", "auto_theta")
-COLUMNS = ["rank", "model", "arch", "mape", "smape", "mase"]
+SCORES = ["mape", "smape", "mase"]
+COLUMNS = ["rank", "model", "arch", *SCORES, "val_mase"]
 
 
 def every_model() -> list[str]:
@@ -56,7 +63,7 @@ def write_project(root: Path, dataset: str, models: list[str], args: argparse.Na
     (conf / "pipeline.yaml").write_text(yaml.safe_dump({
         "data": {"source": {"kind": "builtin", "name": dataset}},
         "validation": {"policy": "quarantine", "min_retained_share": args.min_retained_share},
-        "prepare": {"window_stride": args.window_stride},
+        "prepare": {"window_stride": args.window_stride, "scaler": args.scaler},
         "training": {"max_epochs": args.epochs, "patience": args.patience, "num_threads": args.threads,
                      "seed": args.seed, "progress": False},
         "evaluation": {"metric": "mase"},
@@ -82,10 +89,11 @@ def run_dataset(dataset: str, models: list[str], args: argparse.Namespace) -> pd
         board = steps.evaluate(cfg)
         # The models that learn from the data: neither a baseline nor a classical reference.
         combined = combination(cfg, [s.name for s in cfg.models if seeded_estimator(cfg, s).trainable])
-    board = board[COLUMNS].assign(fit_seconds=board["model"].map(seconds).round(1))
+    # The pipeline's leaderboard is ranked on validation: its first row is what register registers.
+    board = board[COLUMNS].assign(fit_seconds=board["model"].map(seconds).round(1),
+                                  selected=np.arange(len(board)) == 0)
     if combined is not None:
-        board = pd.concat([board, combined]).sort_values("mase", kind="stable").reset_index(drop=True)
-        board["rank"] = range(1, len(board) + 1)
+        board = pd.concat([board, combined.assign(selected=False)], ignore_index=True)
     return board.assign(dataset=dataset, series=report.series - len(report.quarantined))
 
 
@@ -100,8 +108,21 @@ def combination(cfg, neural: list[str]) -> pd.DataFrame | None:
     mean = sum(forecasts.loc[forecasts["model"] == name, "forecast"].to_numpy() for name in neural) / len(neural)
     scores = score(actual, mean.reshape(actual.shape), scale)
     return pd.DataFrame([{"rank": 0, "model": "combination", "arch": f"mean of {len(neural)} neural",
-                          **{metric: float(np.mean(scores[metric])) for metric in ("mape", "smape", "mase")},
-                          "fit_seconds": float("nan")}])
+                          **{metric: float(np.mean(scores[metric])) for metric in SCORES},
+                          "val_mase": float("nan"), "fit_seconds": float("nan")}])
+
+
+def as_json(boards: list[pd.DataFrame]) -> dict:
+    """``{dataset: {model: {scores..., fit_seconds, selected}}}``, NaN left out."""
+    result = {}
+    for board in boards:
+        rows = {}
+        for row in board.to_dict("records"):
+            rows[row["model"]] = {k: (bool(v) if k == "selected" else float(v))
+                                  for k, v in row.items() if k in (*SCORES, "val_mase", "fit_seconds", "selected")
+                                  and not (isinstance(v, float) and np.isnan(v))}
+        result[board["dataset"].iloc[0]] = rows
+    return result
 
 
 def main() -> None:
@@ -115,13 +136,21 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--window-stride", type=int, default=1,
                         help="prepare.window_stride: every k-th training window, to bound the cost on long series")
+    parser.add_argument("--scaler", default="meanabs", choices=["standard", "minmax", "robust", "meanabs"],
+                        help="prepare.scaler; meanabs keeps ratios, which mape and smape losses need")
     parser.add_argument("--min-retained-share", type=float, default=0.9,
                         help="validation: the share of series that must survive quarantine")
+    parser.add_argument("--json", type=Path, default=None, help="also write the scores to this JSON file")
     args = parser.parse_args()
     models = args.models or every_model()
 
-    boards = [run_dataset(dataset, models, args) for dataset in args.datasets]
-    print("\n# Tourism accuracy (test horizon; mean over series; ranked by MASE)\n")
+    boards = []
+    for dataset in args.datasets:
+        boards.append(run_dataset(dataset, models, args))
+        if args.json:  # after each dataset, so a long run that is stopped keeps what it measured
+            args.json.write_text(json.dumps(as_json(boards), indent=2) + "\n")
+    print("\n# Forecast accuracy (test horizon; mean over series; ranked by validation MASE; "
+          "selected: what the pipeline registers)\n")
     for board in boards:
         print(f"## {board['dataset'].iloc[0]} ({board['series'].iloc[0]} series, {args.epochs} epochs max, "
               f"window stride {args.window_stride})\n")

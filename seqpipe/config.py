@@ -193,6 +193,8 @@ def _params_schema(cls: type) -> type[BaseModel]:
     if member_arch_known is not None:
         validators = {"_member_arch_known": field_validator("member_arch")(member_arch_known),
                       "_member_params_match": field_validator("member_params")(_member_params_match)}
+    if cls is hyperparams.EnsembleParams:
+        validators = {"_ensemble_members_valid": field_validator("members")(_ensemble_members_valid)}
     return create_model(f"{cls.__name__}Schema", __config__=ConfigDict(extra="forbid", frozen=True, strict=True,
                                                                        protected_namespaces=()),
                         __validators__=validators, **_dataclass_fields(cls))
@@ -229,6 +231,25 @@ def _member_params_match(value: dict[str, Any], info: ValidationInfo) -> dict[st
         raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
                          + f" (params of member_arch '{member_arch}')") from None
     return value
+
+
+def _ensemble_members_valid(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each member is ``{arch, params}`` of a forecasting architecture (not another ensemble), its params typed."""
+    for index, member in enumerate(members):
+        where = f"members[{index}]"
+        extra = sorted(set(member) - {"arch", "params"})
+        if extra or "arch" not in member:
+            raise ValueError(f"{where}: a member is {{arch, params}}, got keys {sorted(member)}")
+        arch = member["arch"]
+        if arch not in hyperparams.PARAMS or arch in hyperparams.CLASSIFICATION_ARCHS or arch == "ensemble":
+            known = sorted(a for a in hyperparams.PARAMS if a not in hyperparams.CLASSIFICATION_ARCHS and a != "ensemble")
+            raise ValueError(f"{where}.arch: '{arch}' is not a forecaster an ensemble can hold; known: {known}")
+        try:
+            PARAMS_SCHEMAS[hyperparams.PARAMS[arch]].model_validate(member.get("params") or {})
+        except ValidationError as exc:
+            raise ValueError("; ".join(f"{where}.params.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                       for e in exc.errors())) from None
+    return members
 
 
 def _typed_params(cls: type, schema: type[BaseModel]) -> Any:
@@ -543,13 +564,17 @@ RATIO_LOSSES = ("mape", "smape")
 RATIO_KEEPING_SCALERS = ("meanabs",)
 
 
-def _point_loss_of(spec: Any) -> str | None:
-    """The point loss a model spec trains on: its params' ``loss``, or its members' (a deep ensemble)."""
+def _point_losses_of(spec: Any) -> list[str]:
+    """The point losses a model spec trains on: its params' ``loss``, or its members' (the ensembles)."""
     params = spec.params
     member_params = getattr(params, "member_params", None)
     if isinstance(member_params, dict):
-        return member_params.get("loss")
-    return getattr(params, "loss", None)
+        return [member_params.get("loss", "mse")]
+    members = getattr(params, "members", None)
+    if isinstance(members, list):
+        return [(member.get("params") or {}).get("loss", "mse") for member in members]
+    loss = getattr(params, "loss", None)
+    return [] if loss is None else [loss]
 
 
 class PipelineConfig(StrictModel):
@@ -597,7 +622,8 @@ class PipelineConfig(StrictModel):
         """A percentage-error loss is that error only on data scaled without a shift (seqpipe.models.losses)."""
         if self.prepare.scaler in RATIO_KEEPING_SCALERS:
             return self
-        offending = [f"{m.name} (loss {loss})" for m in self.models if (loss := _point_loss_of(m)) in RATIO_LOSSES]
+        offending = [f"{m.name} (loss {loss})" for m in self.models for loss in dict.fromkeys(_point_losses_of(m))
+                     if loss in RATIO_LOSSES]
         if offending:
             raise ValueError(f"models {offending} train on a percentage error, which needs a scaling that keeps "
                              f"ratios: set prepare.scaler to {' or '.join(RATIO_KEEPING_SCALERS)} "

@@ -209,6 +209,26 @@ class DeepEnsembleParams:
 
 
 @dataclass(frozen=True)
+class EnsembleParams:
+    """Forecasters of any architectures, each fitted on the same data, their point forecasts combined per step.
+
+    The members are every combination of an entry of ``members``, a lookback of
+    ``lookbacks`` and one of ``seeds`` seeds: three losses of N-BEATS over two lookbacks and
+    three seeds are 18 members, as N-BEATS's own ensemble is built.
+    """
+
+    members: list[dict[str, Any]] = field(
+        default_factory=lambda: [{"arch": "nbeats", "params": {"loss": "mase"}}],
+        metadata={"description": "each {arch, params}: a forecasting architecture and its params", "min_length": 1})
+    lookbacks: list[int] = field(
+        default_factory=list,
+        metadata={"description": "each member's history window, at most the data's lookback (the last points of it); "
+                                 "empty: the data's lookback"})
+    seeds: int = _bounded(1, "copies of each member, each initialised and shuffled from its own seed", ge=1)
+    combine: Literal["median", "mean"] = _bounded("median", "how the members' forecasts are combined, per step")
+
+
+@dataclass(frozen=True)
 class AutoETSParams:
     model: str = "ZZZ"  # error, trend, season: Z picks by AICc, A additive, M multiplicative, N none
     damped: bool | None = None  # None tries both
@@ -387,6 +407,7 @@ PARAMS: dict[str, type] = {
     "gan": GANParams,
     "dbn": DBNParams,
     "deep_ensemble": DeepEnsembleParams,
+    "ensemble": EnsembleParams,
     "auto_ets": AutoETSParams,
     "auto_theta": AutoThetaParams,
     "majority": NoParams,
@@ -493,7 +514,7 @@ def parse_as(cls: type, values: Any, label: str) -> Any:
 
 __all__ = [
     "AutoETSParams", "AutoThetaParams", "CLASSIFICATION_ARCHS", "CLASSIFIER_MEMBER_ARCHS", "CVAEParams", "DBNClassifierParams",
-    "DBNParams", "DLinearParams", "DeepEnsembleClassifierParams", "DeepEnsembleParams", "FastTextParams", "GANParams",
+    "DBNParams", "DLinearParams", "DeepEnsembleClassifierParams", "DeepEnsembleParams", "EnsembleParams", "FastTextParams", "GANParams",
     "MiniRocketParams", "NBEATSParams", "NHITSParams", "NoParams", "PARAMS", "RecurrentClassifierParams",
     "RecurrentParams", "TCNClassifierParams",
     "TCNParams", "TEXT_CLASSIFIER_ARCHS", "TEXT_MEMBER_ARCHS", "TextCNNParams", "TextDeepEnsembleParams",

@@ -172,7 +172,7 @@ def test_models_command_lists_every_architecture_with_its_defaults():
             task = by_task.setdefault(line.split()[1], {})
         else:
             task[line.split()[0]] = line
-    assert set(by_task["forecast"]) == set(ARCHITECTURES) | {"auto_ets", "auto_theta"}
+    assert set(by_task["forecast"]) == set(ARCHITECTURES) | {"auto_ets", "auto_theta", "ensemble"}
     assert set(by_task["classify"]) == set(CLASSIFIERS) | {"majority", "minirocket", "tfidf_linear"}
     assert '"moving_average": 25' in by_task["forecast"]["dlinear"]
     assert '"model": "ZZZ"' in by_task["forecast"]["auto_ets"]

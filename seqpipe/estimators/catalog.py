@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from seqpipe.estimators.classification import ClassifierEstimator
+from seqpipe.estimators.ensemble import EnsembleEstimator
 from seqpipe.estimators.interface import Estimator
 from seqpipe.estimators.neural import NeuralEstimator
 from seqpipe.estimators.neural_classifier import NeuralClassifierEstimator
@@ -35,11 +36,13 @@ _BUILDERS: dict[str, Callable[[Any, Any], AnyEstimator]] = {
     **{arch: (lambda shape, params, arch=arch: NeuralClassifierEstimator.build(arch, shape, params))
        for arch in CLASSIFIERS},
     **{arch: cls for arch, cls in _LOCAL.items()},
+    EnsembleEstimator.arch: EnsembleEstimator.build,
 }
 _LOADERS: dict[str, Callable[[Path], AnyEstimator]] = {
     **{arch: NeuralEstimator.load for arch in ARCHITECTURES},
     **{arch: NeuralClassifierEstimator.load for arch in CLASSIFIERS},
     **{arch: cls.load for arch, cls in _LOCAL.items()},
+    EnsembleEstimator.arch: EnsembleEstimator.load,
 }
 
 

@@ -18,7 +18,7 @@ from seqpipe.data.catalog import series_spec
 from seqpipe.data.prepare import META_FILE, PreparedData, load_prepared
 from seqpipe.errors import ConfigError
 from seqpipe.estimators import FitOptions
-from seqpipe.training import FitResult
+from seqpipe.training import FitResult, MemberFit
 from seqpipe.hashing import short_digest
 from seqpipe.hyperparams import NOT_IN_WEIGHTS
 from seqpipe.io import atomic_dir, folder_md5, read_json, write_json
@@ -91,10 +91,9 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
         )
         with active_run(client, run_id, system_metrics=cfg.tracking.system_metrics and estimator.trainable):
             result = job.fit(options)
-        # A local model has no validation loss or epochs: only what the fit measured is logged.
-        log_metrics(client, run_id, {k: v for k, v in {
-            "best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
-            "epochs_run": result.epochs_run, "train_seconds": result.seconds}.items() if math.isfinite(v)})
+        for member in result.members:
+            _log_member(client, experiment_id, tags, run_id, f"{name}/{member.label}", member)
+        log_metrics(client, run_id, _fit_metrics(result))
         # The model folder is a DVC output: only what data, code and config determine goes in
         # (no run ids, no wall times), so an identical rerun leaves it byte for byte the same.
         history = [{k: v for k, v in asdict(e).items() if k != "seconds"} for e in result.history]
@@ -106,7 +105,8 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
                    "model_md5": publish_folder(client, run_id, layout.models / name, MODEL_FILES)}
         write_json(layout.runs / f"{name}.json", summary)
         # Only once the model is saved: until then a rerun should pick up where this one died.
-        checkpoint.unlink(missing_ok=True)
+        for finished in (checkpoint, *checkpoint.parent.glob(f"{checkpoint.stem}.member-*{checkpoint.suffix}")):
+            finished.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # other models' checkpoints may still be there
             checkpoint.parent.rmdir()
     except BaseException:
@@ -114,6 +114,25 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
         raise
     finish_run(client, run_id, succeeded=True)
     return summary
+
+
+def _log_member(client, experiment_id: str, tags: dict[str, str], parent_run_id: str, run_name: str,
+                member: MemberFit) -> None:
+    """An ensemble member's fit as a child run of the ensemble's: its params, epochs and best validation loss."""
+    run_id = create_run(client, experiment_id, run_name, tags, parent_id=parent_run_id)
+    log_params(client, run_id, {f"model.{k}": v for k, v in member.params.items()})
+    for epoch in member.result.history:
+        log_metrics(client, run_id, {"train_loss": epoch.train_loss, "val_loss": epoch.val_loss,
+                                     "learning_rate": epoch.learning_rate}, step=epoch.epoch)
+    log_metrics(client, run_id, _fit_metrics(member.result))
+    finish_run(client, run_id, succeeded=True)
+
+
+def _fit_metrics(result: FitResult) -> dict[str, float]:
+    """What a fit measured; a local model (or an ensemble) has no validation loss or epochs of its own."""
+    return {k: v for k, v in {"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
+                              "epochs_run": result.epochs_run, "train_seconds": result.seconds}.items()
+            if math.isfinite(v)}
 
 
 def load_prepared_for(cfg: PipelineConfig, layout: Layout) -> PreparedData:

@@ -49,6 +49,16 @@ class FitResult:
     stopped_early: bool
     seconds: float
     history: list[EpochLog] = field(default_factory=list)
+    members: list[MemberFit] = field(default_factory=list)  # an ensemble's members' fits, in member order
+
+
+@dataclass
+class MemberFit:
+    """One fitted member of an ensemble: its label, the params to log for it, and its own fit."""
+
+    label: str
+    params: dict[str, Any]
+    result: FitResult
 
 
 def resolve_device(preference: str) -> torch.device:
