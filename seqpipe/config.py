@@ -127,7 +127,8 @@ class ValidationConfig(StrictModel):
         "fail", description="fail: stop before training; quarantine: set offending series aside and go on"
     )
     min_retained_share: float = Field(0.9, gt=0, le=1, description="quarantine: the share of series that must remain")
-    min_length: int | None = Field(None, gt=0, description="None: lookback + 2 x horizon")
+    min_length: int | None = Field(
+        None, gt=0, description="None: lookback + 2 x horizon, or 2 x horizon + 1 with prepare.pad_history")
     allowed_missing_ratio: float = Field(0.0, ge=0, lt=1, description="share of values that may be missing")
     max_gap_ratio: float = Field(0.0, ge=0, lt=1, description="share of a series' steps that may skip periods")
     value_min: float | None = None
@@ -147,6 +148,10 @@ class PrepareConfig(StrictModel):
     fill_limit: int | None = Field(None, gt=0, description="longest run of missing values that is filled")
     calendar_features: list[CalendarFeature] = Field(
         [], description="sin/cos pairs of the timestamps' position in a cycle, as extra inputs; calendar data only"
+    )
+    pad_history: bool = Field(
+        False, description="zero-pad histories shorter than the lookback and add a mask channel (1 real, 0 padded): "
+                           "a series then needs 2 x horizon + 1 points, not lookback + 2 x horizon"
     )
 
     @model_validator(mode="after")

@@ -74,7 +74,8 @@ def test_series_too_short_for_its_windows_are_refused_by_name():
     spec = SeriesSpec(horizon=5, season=1, lookback=8, freq=None)
     # 17 points: one short of lookback + 2 x horizon, so the validation window would start in s0.
     with pytest.raises(DataValidationError, match=r"1 series are shorter than lookback \+ 2 x horizon = 18 points "
-                                                  r"\(lookback 8, horizon 5\).*\['s1'\]"):
+                                                  r"\(lookback 8, horizon 5, prepare\.pad_history: false \(true needs "
+                                                  r"only 2 x horizon \+ 1 = 11\)\).*\['s1'\]"):
         prepare_frame(_canonical(lengths=(40, 17)), spec, "standard")
     assert len(prepare_frame(_canonical(lengths=(40, 18)), spec, "standard").val) == 2
 

@@ -1,7 +1,8 @@
 """Built-in datasets: real series shipped inside installed packages, never downloaded.
 
 Each entry knows its natural horizon, season and a lookback that the shortest
-series of the set can afford (lookback + 2 x horizon points).
+series of the set can afford (lookback + 2 x horizon points) unless
+``prepare.pad_history`` zero-pads the histories that are too short.
 """
 
 from __future__ import annotations
@@ -25,15 +26,25 @@ class SeriesSpec:
     lookback: int
     freq: str | None  # None: integer time steps, no calendar
 
-    @property
-    def min_length(self) -> int:
-        """The shortest series prepare can split: a lookback before validation, then validation and test."""
-        return shortest_splittable(self.lookback, self.horizon)
+    def min_length(self, padded: bool = False) -> int:
+        """The shortest series prepare can split (see ``shortest_splittable``)."""
+        return shortest_splittable(self.lookback, self.horizon, padded)
 
 
-def shortest_splittable(lookback: int, horizon: int) -> int:
-    """A lookback of history before the validation window, then the validation and the test window."""
-    return lookback + 2 * horizon
+def shortest_history(lookback: int, padded: bool = False) -> int:
+    """The fewest real points a window's history may hold: the whole lookback, or with
+    ``padded`` (``prepare.pad_history``) one, the rest being zero padding the mask channel marks."""
+    return 1 if padded else lookback
+
+
+def shortest_splittable(lookback: int, horizon: int, padded: bool = False) -> int:
+    """The fewest points a series needs: ``shortest_history`` before its validation window, then validation and test."""
+    return shortest_history(lookback, padded) + 2 * horizon
+
+
+def length_rule(padded: bool) -> str:
+    """``shortest_splittable``'s rule in words, for messages."""
+    return "2 x horizon + 1" if padded else "lookback + 2 x horizon"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,11 @@
-"""Input channels beyond the target: covariates and calendar features.
+"""Input channels beyond the target: covariates, calendar features and the history mask.
 
 A model's input is ``(batch, lookback, channels)``: channel 0 is the scaled target,
 then one channel per covariate (scaled per series, on the training part only, like the
-target), then a sin/cos pair per calendar feature. Prepare and serving both build the
-channels here, so a registered model sees exactly what it was trained on.
+target), then a sin/cos pair per calendar feature, then, with ``prepare.pad_history``,
+the mask: 1 on a series' real points, 0 on the zero padding before its first point.
+Prepare and serving both build the channels here, so a registered model sees exactly
+what it was trained on.
 
 Covariates are past-observed: only the history window carries them, so a forecast
 never needs their future values.
@@ -36,6 +38,10 @@ CALENDAR = {
 }
 
 
+# The mask channel's name in ``Features.names`` (a covariate cannot take it: see ``__post_init__``).
+MASK_CHANNEL = "mask"
+
+
 @dataclass(frozen=True)
 class Features:
     """Which extra channels a model reads, in channel order after the target."""
@@ -45,31 +51,41 @@ class Features:
     # Timestamps are stored in UTC; calendar positions are read on the source's local clock,
     # or a day stamped at local midnight east of Greenwich would fall on the previous weekday.
     timezone: str = "UTC"
+    mask: bool = False  # histories are zero-padded to the lookback; the last channel marks the real points
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.calendar) - set(CALENDAR))
         if unknown:
             raise ValueError(f"unknown calendar features {unknown}; known: {list(CALENDAR)}")
+        if self.mask and MASK_CHANNEL in self.covariates:
+            raise ValueError(f"a covariate named '{MASK_CHANNEL}' would share its name with the history mask "
+                             "(prepare.pad_history): rename the column")
 
     @property
     def channels(self) -> int:
-        return 1 + len(self.covariates) + 2 * len(self.calendar)
+        return 1 + len(self.covariates) + 2 * len(self.calendar) + int(self.mask)
 
     @property
     def names(self) -> list[str]:
         pairs = [f"{name}_{part}" for name in self.calendar for part in ("sin", "cos")]
-        return ["value", *self.covariates, *pairs]
+        return ["value", *self.covariates, *pairs, *([MASK_CHANNEL] if self.mask else [])]
 
     def to_dict(self) -> dict:
-        return {"covariates": list(self.covariates), "calendar_features": list(self.calendar),
+        """Plain data for meta.json and the registered model's config; ``mask`` only when set.
+
+        Without a mask the dict is what it was before masks existed, so those files and
+        registered configs do not change.
+        """
+        data = {"covariates": list(self.covariates), "calendar_features": list(self.calendar),
                 "timezone": self.timezone}
+        return {**data, "mask": True} if self.mask else data
 
     @classmethod
     def from_dict(cls, data: dict | None) -> Features:
-        """Read ``to_dict``'s keys; files and models from before covariates have none."""
+        """Read ``to_dict``'s keys; files and models from before covariates (or masks) have none."""
         data = data or {}
         return cls(tuple(data.get("covariates") or ()), tuple(data.get("calendar_features") or ()),
-                   data.get("timezone") or "UTC")
+                   data.get("timezone") or "UTC", bool(data.get("mask", False)))
 
 
 def calendar_channels(timestamps: pd.Series, names: tuple[str, ...], timezone: str = "UTC") -> np.ndarray:
@@ -94,14 +110,16 @@ def fit_covariate_scalers(frame: pd.DataFrame, covariates: tuple[str, ...], code
 
 def exogenous_channels(frame: pd.DataFrame, features: Features, scalers: dict[str, Scalers],
                        positions: np.ndarray) -> np.ndarray:
-    """The channels after the target for each row of ``frame``: ``(rows, channels - 1)``.
+    """The channels after the target for each (real) row of ``frame``: ``(rows, channels - 1)``.
 
-    ``positions`` is each row's index into the scaler tables (one per row).
+    ``positions`` is each row's index into the scaler tables (one per row). The mask, when
+    the features have one, is 1 here: padding rows are added by whoever pads (all zeros).
     """
     scaled = [scalers[name].transform(frame[name].to_numpy(np.float64), positions) for name in features.covariates]
     covariates = np.stack(scaled, axis=1) if scaled else np.empty((len(frame), 0))
     calendar = calendar_channels(frame["timestamp"], features.calendar, features.timezone)
-    return np.concatenate([covariates, calendar], axis=1)
+    mask = np.ones((len(frame), int(features.mask)))
+    return np.concatenate([covariates, calendar, mask], axis=1)
 
 
 COVARIATE_COLUMN = "covariate"

@@ -5,6 +5,12 @@ them validation, the rest training. Training windows have their whole target ins
 the training part; validation and test get one window each, ending at their origin.
 Covariates are scaled like the target; they and calendar features (see ``features``)
 become channels after it.
+
+With ``prepare.pad_history`` (``Features.mask``), a window's history may reach up to
+``lookback - 1`` points before its series' first point: those positions are zeros (in
+scaled units, every channel) and the last channel, the mask, is 0 there and 1 on real
+points. A series then needs only ``2 x horizon + 1`` points (one real point of history
+before its validation window) instead of ``lookback + 2 x horizon``.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from seqpipe.data import CANONICAL_COLUMNS
-from seqpipe.data.catalog import SeriesSpec, shortest_splittable
+from seqpipe.data.catalog import SeriesSpec, length_rule, shortest_history, shortest_splittable
 from seqpipe.data.domain import NonNegative, lower_bound_of
 from seqpipe.data.features import (
     Features,
@@ -50,7 +56,9 @@ class Windows:
     ``x`` and ``y`` are gathered (vectorised) the first time they are used.
     """
 
-    values: np.ndarray  # every series' scaled values, concatenated (float32): (rows,), or (rows, channels) target first
+    # Every series' scaled values, concatenated (float32): (rows,), or (rows, channels) target first;
+    # padded (``Features.mask``), each series' rows follow ``lookback`` rows of zeros.
+    values: np.ndarray
     starts: np.ndarray  # the row where each window begins
     series: np.ndarray  # each window's index into the scaler table
     lookback: int
@@ -96,8 +104,8 @@ def _layout(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
     return codes, np.asarray(ids, dtype=object), offsets, lengths
 
 
-def _windows(scaled: np.ndarray, starts: np.ndarray, codes: np.ndarray, lookback: int, horizon: int) -> Windows:
-    return Windows(scaled, starts.astype(np.int64), codes[starts].astype(np.int64), lookback, horizon)
+def _windows(values: np.ndarray, starts: np.ndarray, series: np.ndarray, lookback: int, horizon: int) -> Windows:
+    return Windows(values, starts.astype(np.int64), series.astype(np.int64), lookback, horizon)
 
 
 def _check_inputs(frame: pd.DataFrame, features: Features) -> None:
@@ -110,25 +118,29 @@ def _check_inputs(frame: pd.DataFrame, features: Features) -> None:
                           "data has integer time steps (no dates); remove them, or give the source real dates")
 
 
-def _check_lengths(ids: np.ndarray, lengths: np.ndarray, lookback: int, horizon: int) -> None:
+def _check_lengths(ids: np.ndarray, lengths: np.ndarray, lookback: int, horizon: int, padded: bool) -> None:
     """Every series must afford its validation and test windows, or they would reach into its neighbour."""
-    needed = shortest_splittable(lookback, horizon)
+    needed = shortest_splittable(lookback, horizon, padded)
     short = ids[lengths < needed]
     if len(short):
         more = f" and {len(short) - SERIES_LISTED} more" if len(short) > SERIES_LISTED else ""
+        padding = ("prepare.pad_history: true (at least one real point of history)" if padded else
+                   f"prepare.pad_history: false (true needs only {length_rule(True)} = "
+                   f"{shortest_splittable(lookback, horizon, True)})")
         raise DataValidationError(
-            f"{len(short)} series are shorter than lookback + 2 x horizon = {needed} points (lookback {lookback}, "
-            f"horizon {horizon}), which prepare needs for a validation and a test window: "
+            f"{len(short)} series are shorter than {length_rule(padded)} = {needed} points (lookback {lookback}, "
+            f"horizon {horizon}, {padding}), which prepare needs for a validation and a test window: "
             f"{list(short[:SERIES_LISTED])}{more}; validation.min_length lower than {needed} let them through")
 
 
 def prepare_frame(frame: pd.DataFrame, spec: SeriesSpec, scaler: str, stride: int = 1,
                   features: Features = Features(), non_negative: NonNegative = "never") -> PreparedData:
-    lookback, horizon = spec.lookback, spec.horizon
+    """Split, scale and window a canonical frame; ``features.mask`` pads short histories (module docstring)."""
+    lookback, horizon, padded = spec.lookback, spec.horizon, features.mask
     _check_inputs(frame, features)
     frame = frame[[*CANONICAL_COLUMNS, *features.covariates]]
     codes, ids, offsets, lengths = _layout(frame)
-    _check_lengths(ids, lengths, lookback, horizon)
+    _check_lengths(ids, lengths, lookback, horizon, padded)
     position = np.arange(len(frame)) - offsets[codes]
     length = lengths[codes]
     train_end = length - 2 * horizon
@@ -142,10 +154,24 @@ def prepare_frame(frame: pd.DataFrame, spec: SeriesSpec, scaler: str, stride: in
         exogenous = exogenous_channels(frame, features, covariate_scalers, codes).astype(np.float32)
         scaled = np.column_stack([scaled, exogenous])
 
-    is_train_start = (position <= train_end - lookback - horizon) & (position % stride == 0)
-    train = _windows(scaled, np.flatnonzero(is_train_start), codes, lookback, horizon)
-    val = _windows(scaled, offsets + lengths - 2 * horizon - lookback, codes, lookback, horizon)
-    test = _windows(scaled, offsets + lengths - horizon - lookback, codes, lookback, horizon)
+    # Where each real row sits in the windows' array: after its series' padding rows, if any.
+    pad = lookback if padded else 0
+    row = np.arange(len(frame)) + pad * (codes + 1)
+    if pad:
+        # Zeros in every channel, the mask included; real rows carry mask 1 (exogenous_channels).
+        array = np.zeros((len(frame) + pad * len(ids), *scaled.shape[1:]), dtype=np.float32)
+        array[row] = scaled
+        scaled = array
+    # A window is cut at the row of its target's first point; its history is the lookback before it.
+    # Training windows: the whole target in the training part, enough real history, on the stride's grid
+    # (counted from where an unpadded window would start, so padding only adds earlier windows).
+    is_train_target = ((position >= shortest_history(lookback, padded)) & (position + horizon <= train_end)
+                       & ((position - lookback) % stride == 0))
+    train = _windows(scaled, row[is_train_target] - lookback, codes[is_train_target], lookback, horizon)
+    series = np.arange(len(ids))
+    first_row = offsets + pad * (series + 1)
+    val = _windows(scaled, first_row + lengths - 2 * horizon - lookback, series, lookback, horizon)
+    test = _windows(scaled, first_row + lengths - horizon - lookback, series, lookback, horizon)
 
     annotated = frame.assign(split=pd.Categorical(split, categories=SPLITS))
     return PreparedData(spec=spec, scalers=scalers, train=train, val=val, test=test, frame=annotated,
@@ -156,8 +182,9 @@ def prepare_frame(frame: pd.DataFrame, spec: SeriesSpec, scaler: str, stride: in
 def save_prepared(prepared: PreparedData, folder: Path, dataset: str) -> dict:
     """Write the prepared data into ``folder`` (a fresh staging folder); return its metadata.
 
-    Without covariates or calendar features the files are exactly those of a one-channel
-    preparation: no ``features`` key, no covariate scaler table, a 1-D ``scaled.npy``.
+    Without covariates, calendar features or padding the files are exactly those of a
+    one-channel preparation: no ``features`` key, no covariate scaler table, a 1-D
+    ``scaled.npy``. Padded, ``scaled.npy`` holds the padding rows and meta.json says ``padded``.
     """
     np.save(folder / VALUES_FILE, prepared.train.values)
     arrays = {}
@@ -180,6 +207,8 @@ def save_prepared(prepared: PreparedData, folder: Path, dataset: str) -> dict:
         meta["features"] = prepared.features.to_dict()
     if prepared.lower_bound is not None:
         meta["lower_bound"] = prepared.lower_bound
+    if prepared.features.mask:
+        meta["padded"] = True
     (folder / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return meta
 

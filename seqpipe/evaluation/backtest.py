@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from seqpipe.data.catalog import SeriesSpec
+from seqpipe.data.catalog import SeriesSpec, length_rule
 from seqpipe.data.prepare import PreparedData
 from seqpipe.evaluation.metrics import METRICS
 from seqpipe.evaluation.scoring import ModelScores, scoring_targets
@@ -41,20 +41,22 @@ class FoldPlan:
     skipped: tuple[str, ...]  # too short: left out of this fold
 
 
-def plan_folds(lengths: pd.Series, spec: SeriesSpec, folds: int, step: int) -> list[FoldPlan]:
+def plan_folds(lengths: pd.Series, spec: SeriesSpec, folds: int, step: int, padded: bool = False) -> list[FoldPlan]:
     """Which series each fold scores, from the series' lengths (indexed by series id).
 
+    ``padded`` (``prepare.pad_history``) lowers the length a series needs as prepare does.
     Raises ``ValueError`` when a fold would have nothing to score or nothing to train on,
     before any model is fitted.
     """
-    shortest, trainable = spec.min_length, spec.min_length + spec.horizon
+    shortest = spec.min_length(padded)
+    trainable = shortest + spec.horizon
     plans = []
     for number in range(1, folds + 1):
         cut = (number - 1) * step
         kept = lengths[lengths - cut >= shortest]
         if kept.empty:
             raise ValueError(f"fold {number} of {folds} holds back {cut} points and leaves no series of at least "
-                             f"{shortest} points (lookback + 2 x horizon): lower evaluation.backtest.folds or step")
+                             f"{shortest} points ({length_rule(padded)}): lower evaluation.backtest.folds or step")
         if not (kept - cut >= trainable).any():
             raise ValueError(f"fold {number} of {folds} holds back {cut} points and leaves no series long enough for a "
                              f"training window ({trainable} points): lower evaluation.backtest.folds or step")

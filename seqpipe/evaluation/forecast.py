@@ -37,20 +37,26 @@ def quantile_column(level: float) -> str:
     return f"q{level:g}"
 
 
-def _history_inputs(frame: pd.DataFrame, rows: np.ndarray, ids: np.ndarray, position: np.ndarray, scalers: Scalers,
-                    features: Features, covariate_scalers: dict[str, Scalers], max_listed: int) -> np.ndarray:
-    """The model's input ``(series, lookback, channels)`` from the last ``lookback`` rows of each series."""
-    values = frame["value"].to_numpy(np.float64)[rows]
+def _history_inputs(frame: pd.DataFrame, rows: np.ndarray, real: np.ndarray, ids: np.ndarray, position: np.ndarray,
+                    scalers: Scalers, features: Features, covariate_scalers: dict[str, Scalers],
+                    max_listed: int) -> np.ndarray:
+    """The model's input ``(series, lookback, channels)`` from the rows ``(series, lookback)`` of each series' last points.
+
+    ``real`` is False on the positions before a series' first point (a padded model's
+    short histories): they are zeros in every channel, the mask included, as prepare pads.
+    """
+    values = np.where(real, frame["value"].to_numpy(np.float64)[rows], 0.0)
     broken = ids[~np.isfinite(values).all(axis=1)]
     if len(broken):
         raise PredictionError(f"{len(broken)} series have missing or non-finite values in their last {rows.shape[1]} "
                               f"points: {list(broken[:max_listed])}")
-    scaled = scalers.transform(values, position)[:, :, None]
+    scaled = np.where(real, scalers.transform(values, position), 0.0)[:, :, None]
     if features.channels == 1:
         return scaled
     window = frame.iloc[rows.ravel()]
     for name in features.covariates:
         numbers = pd.to_numeric(window[name], errors="coerce").to_numpy(np.float64).reshape(rows.shape)
+        numbers = np.where(real, numbers, 0.0)
         broken = ids[~np.isfinite(numbers).all(axis=1)]
         if len(broken):
             raise PredictionError(f"covariate '{name}': {len(broken)} series have missing, non-numeric or non-finite "
@@ -60,7 +66,7 @@ def _history_inputs(frame: pd.DataFrame, rows: np.ndarray, ids: np.ndarray, posi
         raise PredictionError(f"the model reads calendar features {list(features.calendar)}: the history needs "
                               "calendar timestamps, not integer steps")
     exogenous = exogenous_channels(window, features, covariate_scalers, np.repeat(position, rows.shape[1]))
-    return np.concatenate([scaled, exogenous.reshape(*rows.shape, -1)], axis=2)
+    return np.concatenate([scaled, exogenous.reshape(*rows.shape, -1) * real[:, :, None]], axis=2)
 
 
 def forecast_history(model: Estimator, scalers: Scalers, history: pd.DataFrame, horizon: int, freq: str | None,
@@ -73,10 +79,13 @@ def forecast_history(model: Estimator, scalers: Scalers, history: pd.DataFrame, 
     its points; calendar features come from its timestamps. A model that can sample also
     reports the quantiles of ``sampling`` (columns ``q0.1``, ...). Forecasts and samples
     below ``lower_bound`` (the data's domain, recorded when the model was registered) are
-    raised to it.
+    raised to it. A series shorter than the lookback is zero-padded before its first point,
+    with the mask channel saying so, when the model reads a mask (``prepare.pad_history``),
+    and refused otherwise.
     """
-    if model.shape.channels != features.channels:
-        raise PredictionError(f"the model reads {model.shape.channels} input channels but was registered with "
+    if model.shape.channels != features.channels or model.shape.masked != features.mask:
+        raise PredictionError(f"the model reads {model.shape.channels} input channels"
+                              f"{' with a history mask' if model.shape.masked else ''} but was registered with "
                               f"{features.names}: register it again")
     missing = [c for c in ("series_id", "timestamp", "value") if c not in history.columns]
     if missing:
@@ -85,6 +94,8 @@ def forecast_history(model: Estimator, scalers: Scalers, history: pd.DataFrame, 
     if absent:
         raise PredictionError(f"history is missing covariate columns {absent}: the model was trained with covariates "
                               f"{list(features.covariates)} and needs each of them at every history point")
+    if history.empty:
+        raise PredictionError("history has no rows: each series to forecast needs at least one point")
     if not 0 < horizon <= model.shape.horizon:
         raise PredictionError(f"horizon {horizon} is outside 1..{model.shape.horizon}, the horizon this model was trained for")
     frame = history.assign(series_id=history["series_id"].astype(str)).sort_values(["series_id", "timestamp"], kind="stable")
@@ -96,11 +107,14 @@ def forecast_history(model: Estimator, scalers: Scalers, history: pd.DataFrame, 
         raise PredictionError(f"{len(unknown)} series the model was not trained on: {list(unknown[:max_listed])}")
     lookback = model.shape.lookback
     short = ids[lengths < lookback]
-    if len(short):
+    if len(short) and not model.shape.masked:
         raise PredictionError(f"{len(short)} series have fewer than {lookback} points of history: {list(short[:max_listed])}")
 
     rows = (starts + lengths - lookback)[:, None] + np.arange(lookback)
-    windows = _history_inputs(frame, rows, ids, position, scalers, features, covariate_scalers or {}, max_listed)
+    real = rows >= starts[:, None]  # all True unless the model pads short histories
+    rows = np.maximum(rows, starts[:, None])  # padded positions read the series' first row, then are zeroed
+    windows = _history_inputs(frame, rows, real, ids, position, scalers, features, covariate_scalers or {},
+                              max_listed)
     histories = np.split(frame["value"].to_numpy(np.float64), starts[1:])
     inputs = ForecastInputs(windows, position, histories, scalers)
     forecast = bounded(model.forecast(inputs)[:, :horizon], lower_bound)

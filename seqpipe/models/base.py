@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from seqpipe.models.losses import point_loss
-from seqpipe.models.revin import WINDOW_STATS, to_target_units
+from seqpipe.models.revin import WINDOW_STATS, normalize, to_target_units
 
 from seqpipe.hyperparams import NoParams, parse_as
 
@@ -36,6 +36,18 @@ class ProblemShape:
     horizon: int
     season: int
     channels: int = 1
+    # The last channel is a mask: 1 on real history points, 0 on the zero padding before a
+    # series' first point (prepare.pad_history). Models saved before masks existed have none.
+    masked: bool = False
+
+    def __post_init__(self) -> None:
+        if self.masked and self.channels < 2:
+            raise ValueError(f"a masked problem needs the target and the mask channel, not {self.channels} channel(s)")
+
+
+def history_weights(x: torch.Tensor, shape: ProblemShape) -> torch.Tensor | None:
+    """Which history points are real, ``(batch, lookback)``: the mask channel, or None when every point is."""
+    return x[:, :, -1] if shape.masked else None
 
 
 class TrainableModel(nn.Module):
@@ -95,7 +107,7 @@ class Forecaster(TrainableModel):
         return getattr(self.params, "loss", "mse")
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return point_loss(self.point_loss, self(x), y, x[:, :, 0], self.shape.season)
+        return point_loss(self.point_loss, self(x), y, x[:, :, 0], self.shape.season, history_weights(x, self.shape))
 
 
 class WindowNormalizedForecaster(Forecaster):
@@ -103,7 +115,9 @@ class WindowNormalizedForecaster(Forecaster):
 
     The per-window normalisation (``seqpipe.models.revin``) is applied here, once, around
     ``forward_normalized``, which subclasses implement on normalised windows. Which one is
-    ``window_scaling``'s: RevIN unless a subclass says otherwise.
+    ``window_scaling``'s: RevIN unless a subclass says otherwise. With a mask
+    (``shape.masked``) the statistics come from the real points alone and the padded
+    target points reach the network as zeros, whatever (finite) values they held.
     """
 
     @property
@@ -118,8 +132,9 @@ class WindowNormalizedForecaster(Forecaster):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.normalizes_windows:
             return self.forward_normalized(x)
-        level, spread = WINDOW_STATS[self.window_scaling](x)
-        return to_target_units(self.forward_normalized((x - level) / spread), level, spread)
+        weights = history_weights(x, self.shape)
+        level, spread = WINDOW_STATS[self.window_scaling](x, weights)
+        return to_target_units(self.forward_normalized(normalize(x, level, spread, weights)), level, spread)
 
     def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

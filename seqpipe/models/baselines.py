@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from seqpipe.models.base import Forecaster
+from seqpipe.models.base import Forecaster, history_weights
 
 
 class Naive(Forecaster):
-    """Repeat the last observed value."""
+    """Repeat the last observed value (always a real point: padding precedes a series, never ends it)."""
 
     arch = "naive"
 
@@ -17,7 +17,7 @@ class Naive(Forecaster):
 
 
 class SeasonalNaive(Forecaster):
-    """Repeat the last observed season."""
+    """Repeat the last observed season; on a padded history with less than a season of real points, the last value."""
 
     arch = "seasonal_naive"
 
@@ -29,4 +29,9 @@ class SeasonalNaive(Forecaster):
         self.register_buffer("source_index", shape.lookback - shape.season + steps, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[:, self.source_index, 0]
+        seasonal = x[:, self.source_index, 0]
+        weights = history_weights(x, self.shape)
+        if weights is None:
+            return seasonal
+        short = weights.sum(dim=1, keepdim=True) < self.shape.season
+        return torch.where(short, x[:, -1:, 0].expand_as(seasonal), seasonal)

@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from seqpipe.hyperparams import DBNParams
-from seqpipe.models.base import EpochBatches, WindowNormalizedForecaster
+from seqpipe.models.base import EpochBatches, WindowNormalizedForecaster, history_weights
 from seqpipe.models.rbm import pretrain_stack
-from seqpipe.models.revin import window_stats
+from seqpipe.models.revin import normalize, window_stats
 
 
 class DBNForecaster(WindowNormalizedForecaster):
@@ -42,7 +42,8 @@ class DBNForecaster(WindowNormalizedForecaster):
 
     @torch.no_grad()
     def pretrain(self, x: torch.Tensor, y: torch.Tensor, batches: EpochBatches) -> None:
-        level, spread = window_stats(x)
-        data = ((x - level) / spread).flatten(1)
+        weights = history_weights(x, self.shape)
+        level, spread = window_stats(x, weights)
+        data = normalize(x, level, spread, weights).flatten(1)
         pretrain_stack(self.layers, self.visible_biases, data, self.params.pretrain_epochs, self.params.cd_steps,
                        self.params.pretrain_learning_rate, batches)

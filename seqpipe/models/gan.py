@@ -26,8 +26,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from seqpipe.hyperparams import GANParams
-from seqpipe.models.base import Forecaster, OptimizerStep
-from seqpipe.models.revin import to_target_units, to_window_units, window_stats
+from seqpipe.models.base import Forecaster, OptimizerStep, history_weights
+from seqpipe.models.revin import normalize, to_target_units, to_window_units, window_stats
 
 # Seed of the point forecast's fixed noise draws; any value, but never the global RNG's.
 POINT_NOISE_SEED = 0
@@ -86,8 +86,9 @@ class GANForecaster(Forecaster):
         ]
 
     def context(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        level, spread = window_stats(x)
-        normalised = (x - level) / spread
+        weights = history_weights(x, self.shape)
+        level, spread = window_stats(x, weights)
+        normalised = normalize(x, level, spread, weights)
         encoded, _ = self.encoder(normalised)
         return encoded[:, -1], normalised[:, :, 0], level, spread
 
@@ -151,8 +152,8 @@ class GANForecaster(Forecaster):
         and dynamics the generator learned. Needs a model of the target alone.
         """
         if self.shape.channels != 1:
-            raise ValueError("gan: synthesize needs a model trained on the target alone (no covariates "
-                             f"or calendar features); this one reads {self.shape.channels} channels")
+            raise ValueError("gan: synthesize needs a model trained on the target alone (no covariates, "
+                             f"calendar features or history mask); this one reads {self.shape.channels} channels")
         self.eval()
         device = self.null_context.device
 

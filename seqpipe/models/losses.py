@@ -7,6 +7,8 @@ value and shifts nothing); the config refuses them with another scaler. ``mase``
 each window's mean absolute error by the mean absolute seasonal difference of the same
 window's history (lag ``season``, or 1 when the lookback holds no full season), so it
 is free of any per-series shift and scale and uses no point after the forecast origin.
+On a padded history (``prepare.pad_history``) that scale is taken over its real points
+alone, and "the lookback" is the real part of it.
 """
 
 from __future__ import annotations
@@ -27,15 +29,32 @@ def _safe_ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Ten
                        torch.zeros_like(numerator))
 
 
-def seasonal_naive_scale(history: torch.Tensor, season: int) -> torch.Tensor:
-    """Mean absolute seasonal difference of each history ``(batch, lookback)``: ``(batch, 1)``."""
+def _real_pair_mean(history: torch.Tensor, weights: torch.Tensor, lag: int) -> torch.Tensor:
+    """Mean absolute difference at ``lag`` over the pairs of real points of each history; 0 where there are none."""
+    pairs = weights[:, lag:] * weights[:, :-lag]
+    total = (pairs * (history[:, lag:] - history[:, :-lag]).abs()).sum(dim=1, keepdim=True)
+    return total / pairs.sum(dim=1, keepdim=True).clamp_min(1.0)
+
+
+def seasonal_naive_scale(history: torch.Tensor, season: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean absolute seasonal difference of each history ``(batch, lookback)``: ``(batch, 1)``.
+
+    ``weights`` (1 real, 0 padded, the same shape) restrict it to the real points, at lag 1
+    for a window whose real points hold no full season.
+    """
     lag = season if history.shape[1] > season else 1
-    return (history[:, lag:] - history[:, :-lag]).abs().mean(dim=1, keepdim=True)
+    if weights is None:
+        return (history[:, lag:] - history[:, :-lag]).abs().mean(dim=1, keepdim=True)
+    real = weights.sum(dim=1, keepdim=True)
+    return torch.where(real > season, _real_pair_mean(history, weights, lag), _real_pair_mean(history, weights, 1))
 
 
 def point_loss(name: str, forecast: torch.Tensor, target: torch.Tensor, history: torch.Tensor,
-               season: int) -> torch.Tensor:
-    """The loss ``name`` of forecasts ``(batch, horizon)`` against targets; ``history`` is the windows' target channel."""
+               season: int, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The loss ``name`` of forecasts ``(batch, horizon)`` against targets.
+
+    ``history`` is the windows' target channel; ``weights`` their mask when padded (only ``mase`` reads the history).
+    """
     if name == "mse":
         return nn.functional.mse_loss(forecast, target)
     if name == "mae":
@@ -46,5 +65,5 @@ def point_loss(name: str, forecast: torch.Tensor, target: torch.Tensor, history:
     if name == "smape":
         return (2 * _safe_ratio(error.abs(), forecast.abs() + target.abs())).mean()
     if name == "mase":
-        return _safe_ratio(error.abs(), seasonal_naive_scale(history, season)).mean()
+        return _safe_ratio(error.abs(), seasonal_naive_scale(history, season, weights)).mean()
     raise ValueError(f"unknown point loss '{name}'; known: {POINT_LOSSES}")

@@ -21,7 +21,10 @@ the slow components, the last the fast ones.
 The target is channel 0; the backcasts are removed from it alone. Further channels
 (covariates, calendar features) are flattened and read by every block beside the
 target's residual, as NBEATSx (Olivares et al. 2023) feeds exogenous inputs to every
-block. Both models start their forecast from the window's last value (``naive_level``),
+block. On a padded history (``prepare.pad_history``, the mask is the last channel) the
+residual is kept at zero on the padded points, as the authors' implementations mask
+their inputs, so a backcast never has padding to explain.
+Both models start their forecast from the window's last value (``naive_level``),
 as the authors' reference implementations do, and by default divide each window by its
 mean absolute target and shift nothing (``window_scaling: level``, ``seqpipe.models.revin``):
 the forecast stretches with the history, as a fit on scale-free errors (the paper's sMAPE
@@ -36,7 +39,7 @@ import torch
 from torch import nn
 
 from seqpipe.hyperparams import NBEATSParams, NHITSParams
-from seqpipe.models.base import WindowNormalizedForecaster
+from seqpipe.models.base import WindowNormalizedForecaster, history_weights
 
 STACK_TYPES = ("generic", "trend", "seasonality")
 
@@ -120,6 +123,7 @@ class _DoublyResidual(WindowNormalizedForecaster):
         for the interpretable N-BEATS, the trend part and the seasonal part.
         """
         residual, covariates = x[:, :, 0], x[:, :, 1:].flatten(1)
+        weights = history_weights(x, self.shape)
         forecasts = []
         for s, (stack, repeats) in enumerate(zip(self.stacks, self.repeats)):
             forecast = x.new_zeros(len(x), self.shape.horizon)
@@ -127,6 +131,8 @@ class _DoublyResidual(WindowNormalizedForecaster):
                 block = stack[i % len(stack)]
                 backcast, block_forecast = block(torch.cat([self.block_input(s, residual), covariates], dim=1))
                 residual = residual - backcast
+                if weights is not None:
+                    residual = residual * weights
                 forecast = forecast + block_forecast
             forecasts.append(forecast)
         return torch.stack(forecasts, dim=1)

@@ -61,7 +61,8 @@ def backtest(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_o
     for model_spec in models:  # a mistyped hyper-parameter fails before any fold is fitted
         seeded_estimator(cfg, model_spec)
     try:
-        plans = bt.plan_folds(frame.groupby("series_id", sort=True).size(), spec, settings.folds, step)
+        plans = bt.plan_folds(frame.groupby("series_id", sort=True).size(), spec, settings.folds, step,
+                              cfg.prepare.pad_history)
     except ValueError as exc:
         raise ConfigError(f"{cfg.conf_dir / 'pipeline.yaml'}: {exc}") from None
 

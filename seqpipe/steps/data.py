@@ -45,7 +45,7 @@ def ingest(cfg: PipelineConfig, source: SourceConfig | None = None) -> Manifest:
 def validation_rules(cfg: PipelineConfig) -> Rules:
     spec, rules = series_spec(cfg.data), cfg.validation
     return Rules(
-        min_length=rules.min_length or spec.min_length,
+        min_length=rules.min_length or spec.min_length(cfg.prepare.pad_history),
         allowed_missing_ratio=rules.allowed_missing_ratio,
         max_gap_ratio=rules.max_gap_ratio,
         value_min=rules.value_min,
@@ -117,10 +117,11 @@ def read_validation(cfg: PipelineConfig) -> dict:
 # -- prepare ------------------------------------------------------------------------------------
 
 def input_features(cfg: PipelineConfig) -> Features:
-    """The configured channels beside the target: covariates, then calendar features."""
+    """The configured channels beside the target: covariates, calendar features, then the mask of padded histories."""
     source, calendar = cfg.data.source, tuple(cfg.prepare.calendar_features)
     # The zone matters only to calendar features: without them, it must not tell two preparations apart.
-    return Features(tuple(source.columns.covariates), calendar, source.timezone if calendar else "UTC")
+    return Features(tuple(source.columns.covariates), calendar, source.timezone if calendar else "UTC",
+                    cfg.prepare.pad_history)
 
 
 def _with_frequency(spec: SeriesSpec, frame: pd.DataFrame) -> SeriesSpec:

@@ -22,7 +22,8 @@ def seeded_estimator(cfg: PipelineConfig, spec: ModelSpec) -> Estimator:
     data = series_spec(cfg.data)
     seed_everything(cfg.training.seed, cfg.training.num_threads)
     try:
-        shape = ProblemShape(data.lookback, data.horizon, data.season, input_features(cfg).channels)
+        features = input_features(cfg)
+        shape = ProblemShape(data.lookback, data.horizon, data.season, features.channels, masked=features.mask)
         return build_estimator(spec.arch, shape, spec.params)
     except ValueError as exc:
         raise ConfigError(f"{cfg.model_file(spec.name)}: {exc}") from None
