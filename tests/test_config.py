@@ -20,8 +20,9 @@ def _edit(conf: Path, mutate) -> None:
 def test_repository_config_loads_with_defaults_from_model_files():
     cfg = load_config(Path(__file__).resolve().parents[1] / "conf")
     assert cfg.data.source.name == "tourism-monthly"
-    lstm = cfg.model("lstm")
-    assert lstm.arch == "lstm" and lstm.params.hidden_size == 64
+    ensemble = cfg.model("nbeats_ensemble")
+    assert ensemble.arch == "ensemble" and [m["params"]["loss"] for m in ensemble.params.members] == ["mase", "mape", "smape"]
+    assert cfg.prepare.scaler == "meanabs"  # what the ensemble's mape and smape members need
 
 
 def test_unknown_key_is_named(project):
