@@ -105,6 +105,10 @@ class DLinearParams:
 WindowScaling = Literal["revin", "level", "none"]
 
 
+def _level_scaling_field() -> Any:
+    return _bounded("level", "level: divide each window by its mean absolute target (meant for prepare.scaler: meanabs)")
+
+
 @dataclass(frozen=True)
 class NBEATSParams:
     """N-BEATS (Oreshkin et al. 2020): stacks of fully connected blocks, each removing its backcast from the input.
@@ -129,8 +133,7 @@ class NBEATSParams:
     naive_level: bool = _bounded(True, "start the forecast from the window's last value, as the reference "
                                        "implementations do; false: the blocks' sum alone, as the paper writes it")
     dropout: float = _bounded(0.0, "after each hidden layer", ge=0, lt=1)
-    window_scaling: WindowScaling = _bounded("level", "level: divide each window by its mean absolute target "
-                                                      "(meant for prepare.scaler: meanabs)")
+    window_scaling: WindowScaling = _level_scaling_field()
     loss: PointLoss = _loss_field()
 
 
@@ -158,8 +161,7 @@ class NHITSParams:
     naive_level: bool = _bounded(True, "start the forecast from the window's last value, as the reference "
                                        "implementation does")
     dropout: float = _bounded(0.0, "after each hidden layer", ge=0, lt=1)
-    window_scaling: WindowScaling = _bounded("level", "level: divide each window by its mean absolute target "
-                                                      "(meant for prepare.scaler: meanabs)")
+    window_scaling: WindowScaling = _level_scaling_field()
     loss: PointLoss = _loss_field()
 
 
