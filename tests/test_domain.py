@@ -59,3 +59,18 @@ def test_non_negative_series_get_non_negative_forecasts_in_evaluation_and_servin
     assert forecasts["forecast"].min() == 0.0 and served["mean"].min() == 0.0
     # The leaderboard says how much the bound changed: the share of test points raised to it.
     assert 0 < board.loc["trend_ets", "clipped"] < 1
+
+
+def test_synthetic_series_of_non_negative_data_stay_non_negative(project):
+    cfg = _declining_project(project, "auto")
+    (project / "conf" / "models" / "gan.yaml").write_text(yaml.safe_dump(
+        {"arch": "gan", "params": {"hidden_size": 16, "discriminator_size": 16}}))
+    pipeline = yaml.safe_load((project / "conf" / "pipeline.yaml").read_text())
+    pipeline["models"] = ["gan"]
+    (project / "conf" / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    cfg = load_config(project / "conf")
+    for step in (steps.ingest, steps.validate, steps.prepare, train_all):
+        step(cfg)
+    synthetic = pd.read_parquet(steps.synthesize(cfg, series=20, length=40, seed=1))
+    # The donors' levels are small and their spreads large: unbounded, these series would dip below zero.
+    assert synthetic["sales"].min() == 0.0 and (synthetic["sales"] > 0).mean() > 0.5
