@@ -230,11 +230,22 @@ class EnsembleParams:
     combine: Literal["median", "mean"] = _bounded("median", "how the members' forecasts are combined, per step")
 
 
+# What a statistical model forecasts a series with when it cannot fit it (statsforecast's
+# fallback_model): AutoETS refuses histories of a handful of points, which a yearly
+# series' training part can be.
+StatisticalFallback = Literal["naive", "none"]
+
+
+def _fallback_field() -> Any:
+    return _bounded("naive", "for a series the model cannot fit (too short): naive, its last value; none: fail")
+
+
 @dataclass(frozen=True)
 class AutoETSParams:
     model: str = "ZZZ"  # error, trend, season: Z picks by AICc, A additive, M multiplicative, N none
     damped: bool | None = None  # None tries both
     n_jobs: int = 1
+    fallback: StatisticalFallback = _fallback_field()
 
 
 @dataclass(frozen=True)
@@ -242,6 +253,7 @@ class AutoThetaParams:
     decomposition_type: str = "multiplicative"
     model: str | None = None  # None picks among the Theta variants by in-sample MSE
     n_jobs: int = 1
+    fallback: StatisticalFallback = _fallback_field()
 
 
 @dataclass(frozen=True)

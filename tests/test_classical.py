@@ -143,3 +143,23 @@ def test_mlflow_models_serve_answers_with_the_classical_version(registered, tmp_
         loaded = mlflow.pyfunc.load_model(uri)
     expected = loaded.predict(history.assign(timestamp=pd.to_datetime(history["timestamp"])))
     np.testing.assert_allclose(predictions["mean"].to_numpy(), expected["mean"].to_numpy(), rtol=1e-9)
+
+
+def test_a_history_too_short_for_ets_falls_back_to_naive_or_fails_naming_the_setting():
+    from seqpipe.errors import PredictionError
+    from seqpipe.estimators import ForecastInputs, build_estimator
+    from seqpipe.models import ProblemShape
+
+    class Unscaled:
+        def inverse(self, scaled, positions):
+            return scaled
+
+    rng = np.random.default_rng(0)
+    histories = [np.array([5.0, 7.0, 6.0]), 100 + np.cumsum(rng.normal(0, 1, 40))]
+    inputs = ForecastInputs(np.zeros((2, 4, 1)), np.arange(2), histories, Unscaled())
+    forecast = build_estimator("auto_ets", ProblemShape(4, 4, 1), {}).forecast(inputs)
+    np.testing.assert_array_equal(forecast[0], [6.0] * 4)  # the last value: ETS refuses three points
+    assert np.isfinite(forecast[1]).all()
+    with pytest.raises(PredictionError, match=r"auto_ets cannot fit one of 2 histories \(the shortest has 3 points\).*"
+                                              r"params\.fallback: naive"):
+        build_estimator("auto_ets", ProblemShape(4, 4, 1), {"fallback": "none"}).forecast(inputs)

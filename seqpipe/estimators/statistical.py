@@ -49,6 +49,14 @@ class StatsForecastEstimator(Estimator):
         super().__init__(shape, parse_params(self.arch, params))
         self._fitted: tuple[str, np.ndarray] | None = None
 
+    def _fallback(self):
+        """The model for series this one cannot fit (``params.fallback``), or None to fail on them."""
+        if self.params.fallback == "none":
+            return None
+        from statsforecast.models import Naive
+
+        return Naive(alias="forecast")
+
     def _model(self):  # the statsforecast model, built afresh for each fit
         raise NotImplementedError
 
@@ -73,8 +81,14 @@ class StatsForecastEstimator(Estimator):
             "ds": np.concatenate([np.arange(n) for n in lengths]) if len(lengths) else np.array([], dtype=int),
             "y": np.concatenate(histories).astype(np.float64) if len(lengths) else np.array([]),
         })
-        engine = StatsForecast(models=[self._model()], freq=1, n_jobs=self.params.n_jobs)
-        out = engine.forecast(df=data, h=horizon)
+        engine = StatsForecast(models=[self._model()], freq=1, n_jobs=self.params.n_jobs,
+                               fallback_model=self._fallback())
+        try:
+            out = engine.forecast(df=data, h=horizon)
+        except (NotImplementedError, ValueError) as exc:  # statsforecast's refusals of a series it cannot fit
+            raise PredictionError(f"{self.arch} cannot fit one of {len(histories)} histories (the shortest has "
+                                  f"{lengths.min()} points): {exc}; params.fallback: naive forecasts such "
+                                  "series with their last value") from None
         out = out.assign(step=out.groupby("unique_id", sort=False).cumcount())
         table = out.pivot(index="unique_id", columns="step", values="forecast").reindex(np.arange(len(histories)))
         if table.isna().any().any():
