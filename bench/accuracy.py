@@ -61,9 +61,9 @@ def write_project(root: Path, dataset: str, models: list[str], args: argparse.Na
     conf = root / "conf"
     shutil.copytree(REPO / "conf" / "models", conf / "models")
     (conf / "pipeline.yaml").write_text(yaml.safe_dump({
-        "data": {"source": {"kind": "builtin", "name": dataset}},
+        "data": {"source": {"kind": "builtin", "name": dataset}, "lookback": args.lookback},
         "validation": {"policy": "quarantine", "min_retained_share": args.min_retained_share},
-        "prepare": {"window_stride": args.window_stride, "scaler": args.scaler},
+        "prepare": {"window_stride": args.window_stride, "scaler": args.scaler, "pad_history": args.pad_history},
         "training": {"max_epochs": args.epochs, "patience": args.patience, "num_threads": args.threads,
                      "seed": args.seed, "progress": False},
         "evaluation": {"metric": "mase"},
@@ -138,6 +138,9 @@ def main() -> None:
                         help="prepare.window_stride: every k-th training window, to bound the cost on long series")
     parser.add_argument("--scaler", default="meanabs", choices=["standard", "minmax", "robust", "meanabs"],
                         help="prepare.scaler; meanabs keeps ratios, which mape and smape losses need")
+    parser.add_argument("--lookback", type=int, default=None, help="data.lookback; default: the dataset's")
+    parser.add_argument("--pad-history", action="store_true",
+                        help="prepare.pad_history: keep series shorter than lookback + 2 x horizon, zero-padded and masked")
     parser.add_argument("--min-retained-share", type=float, default=0.9,
                         help="validation: the share of series that must survive quarantine")
     parser.add_argument("--json", type=Path, default=None, help="also write the scores to this JSON file")
