@@ -57,9 +57,9 @@ def member_plans(params: EnsembleParams, shape: ProblemShape, seeds: list[int]) 
             for (member, lookback, copy), seed in zip(combinations, seeds, strict=True)]
 
 
-def _last(windows: tuple[np.ndarray, np.ndarray], lookback: int) -> tuple[np.ndarray, np.ndarray]:
-    x, y = windows
-    return x[:, x.shape[1] - lookback:], y
+def _last_points(x: np.ndarray, lookback: int) -> np.ndarray:
+    """The last ``lookback`` points of each window ``(n, window, channels)``: what a member of that lookback reads."""
+    return x[:, x.shape[1] - lookback:]
 
 
 def _member_checkpoint(checkpoint: Path | None, index: int) -> Path | None:
@@ -105,7 +105,9 @@ class EnsembleEstimator(Estimator):
         fits = []
         for index, (plan, member) in enumerate(zip(self.plans, self.members)):
             label = plan.label(index)
-            member_data = FitData(_last(data.train, plan.lookback), _last(data.val, plan.lookback), data.histories)
+            (train_x, train_y), (val_x, val_y) = data.train, data.val
+            member_data = FitData((_last_points(train_x, plan.lookback), train_y),
+                                  (_last_points(val_x, plan.lookback), val_y), data.histories)
             member_options = FitOptions(
                 name=f"{options.name}/{label}", checkpoint=_member_checkpoint(options.checkpoint, index),
                 signature=None if options.signature is None else {**options.signature, "member": label})
@@ -119,7 +121,7 @@ class EnsembleEstimator(Estimator):
 
     def forecast(self, inputs: ForecastInputs) -> np.ndarray:
         forecasts = np.stack([
-            member.forecast(dataclasses.replace(inputs, windows=inputs.windows[:, inputs.windows.shape[1] - plan.lookback:]))
+            member.forecast(dataclasses.replace(inputs, windows=_last_points(inputs.windows, plan.lookback)))
             for plan, member in zip(self.plans, self.members)])
         return np.median(forecasts, axis=0) if self.params.combine == "median" else forecasts.mean(axis=0)
 

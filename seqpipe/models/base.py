@@ -50,6 +50,18 @@ def history_weights(x: torch.Tensor, shape: ProblemShape) -> torch.Tensor | None
     return x[:, :, -1] if shape.masked else None
 
 
+def normalized_windows(x: torch.Tensor, shape: ProblemShape,
+                       scaling: str = "revin") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Windows on their own level and spread (``seqpipe.models.revin``'s ``scaling``), and that level and spread.
+
+    With a mask (``shape.masked``) the statistics are the real points' and the padded target
+    points are 0.
+    """
+    weights = history_weights(x, shape)
+    level, spread = WINDOW_STATS[scaling](x, weights)
+    return normalize(x, level, spread, weights), level, spread
+
+
 class TrainableModel(nn.Module):
     """A network the training loop fits: its params, its objective and how it steps."""
 
@@ -107,7 +119,11 @@ class Forecaster(TrainableModel):
         return getattr(self.params, "loss", "mse")
 
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return point_loss(self.point_loss, self(x), y, x[:, :, 0], self.shape.season, history_weights(x, self.shape))
+        return self.point_loss_of(self(x), x, y)
+
+    def point_loss_of(self, forecast: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """This model's point loss of ``forecast`` for windows ``x`` and targets ``y`` (MASE reads the history)."""
+        return point_loss(self.point_loss, forecast, y, x[:, :, 0], self.shape.season, history_weights(x, self.shape))
 
 
 class WindowNormalizedForecaster(Forecaster):
@@ -132,9 +148,8 @@ class WindowNormalizedForecaster(Forecaster):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.normalizes_windows:
             return self.forward_normalized(x)
-        weights = history_weights(x, self.shape)
-        level, spread = WINDOW_STATS[self.window_scaling](x, weights)
-        return to_target_units(self.forward_normalized(normalize(x, level, spread, weights)), level, spread)
+        normalized, level, spread = normalized_windows(x, self.shape, self.window_scaling)
+        return to_target_units(self.forward_normalized(normalized), level, spread)
 
     def forward_normalized(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

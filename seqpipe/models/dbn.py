@@ -14,9 +14,8 @@ import torch
 from torch import nn
 
 from seqpipe.hyperparams import DBNParams
-from seqpipe.models.base import EpochBatches, WindowNormalizedForecaster, history_weights
+from seqpipe.models.base import EpochBatches, WindowNormalizedForecaster, normalized_windows
 from seqpipe.models.rbm import pretrain_stack
-from seqpipe.models.revin import normalize, window_stats
 
 
 class DBNForecaster(WindowNormalizedForecaster):
@@ -42,8 +41,6 @@ class DBNForecaster(WindowNormalizedForecaster):
 
     @torch.no_grad()
     def pretrain(self, x: torch.Tensor, y: torch.Tensor, batches: EpochBatches) -> None:
-        weights = history_weights(x, self.shape)
-        level, spread = window_stats(x, weights)
-        data = normalize(x, level, spread, weights).flatten(1)
+        data = normalized_windows(x, self.shape)[0].flatten(1)
         pretrain_stack(self.layers, self.visible_biases, data, self.params.pretrain_epochs, self.params.cd_steps,
                        self.params.pretrain_learning_rate, batches)

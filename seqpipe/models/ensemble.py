@@ -28,8 +28,7 @@ import torch
 from torch import nn
 
 from seqpipe.hyperparams import DeepEnsembleParams
-from seqpipe.models.base import EpochBatches, Forecaster, OptimizerStep, history_weights
-from seqpipe.models.losses import point_loss
+from seqpipe.models.base import EpochBatches, Forecaster, OptimizerStep
 
 # Caps the log of the variance factor, so a wild early step cannot overflow exp.
 MAX_LOG_VARIANCE = 10.0
@@ -111,8 +110,7 @@ class DeepEnsembleForecaster(Forecaster):
 
     def _mean_loss(self, mean: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The members' own point loss (their params' ``loss``, MSE by default) of a mean forecast."""
-        return point_loss(self.members[0].point.point_loss, mean, y, x[:, :, 0], self.shape.season,
-                          history_weights(x, self.shape))
+        return self.members[0].point.point_loss_of(mean, x, y)
 
     def components(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Members' means and variances ``(members, batch, horizon)`` in scaled units."""

@@ -26,8 +26,8 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from seqpipe.hyperparams import GANParams
-from seqpipe.models.base import Forecaster, OptimizerStep, history_weights
-from seqpipe.models.revin import normalize, to_target_units, to_window_units, window_stats
+from seqpipe.models.base import Forecaster, OptimizerStep, normalized_windows
+from seqpipe.models.revin import to_target_units, to_window_units, window_stats
 
 # Seed of the point forecast's fixed noise draws; any value, but never the global RNG's.
 POINT_NOISE_SEED = 0
@@ -86,9 +86,7 @@ class GANForecaster(Forecaster):
         ]
 
     def context(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        weights = history_weights(x, self.shape)
-        level, spread = window_stats(x, weights)
-        normalised = normalize(x, level, spread, weights)
+        normalised, level, spread = normalized_windows(x, self.shape)
         encoded, _ = self.encoder(normalised)
         return encoded[:, -1], normalised[:, :, 0], level, spread
 

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from seqpipe.hyperparams import CVAEParams
-from seqpipe.models.base import Forecaster, history_weights
-from seqpipe.models.revin import normalize, to_target_units, to_window_units, window_stats
+from seqpipe.models.base import Forecaster, normalized_windows
+from seqpipe.models.revin import to_target_units, to_window_units
 
 # Bounds on the decoder's log-variance in window units: below, the likelihood can blow
 # up on a near-perfect fit; above, the decoder could explain everything as noise.
@@ -34,9 +34,8 @@ class CVAEForecaster(Forecaster):
         self.decoder = nn.Sequential(nn.Linear(hidden + latent, hidden), nn.GELU(), nn.Linear(hidden, 2 * horizon))
 
     def context(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        weights = history_weights(x, self.shape)
-        level, spread = window_stats(x, weights)
-        encoded, _ = self.encoder(normalize(x, level, spread, weights))
+        normalised, level, spread = normalized_windows(x, self.shape)
+        encoded, _ = self.encoder(normalised)
         return encoded[:, -1], level, spread
 
     def decode(self, context: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
