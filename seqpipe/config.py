@@ -198,8 +198,10 @@ def _params_schema(cls: type) -> type[BaseModel]:
     if member_arch_known is not None:
         validators = {"_member_arch_known": field_validator("member_arch")(member_arch_known),
                       "_member_params_match": field_validator("member_params")(_member_params_match)}
-    if cls is hyperparams.EnsembleParams:
-        validators = {"_ensemble_members_valid": field_validator("members")(_ensemble_members_valid)}
+    members_valid = {hyperparams.EnsembleParams: _ensemble_members_valid,
+                     hyperparams.ClassifierEnsembleParams: _classifier_ensemble_members_valid}.get(cls)
+    if members_valid is not None:
+        validators = {"_members_valid": field_validator("members")(members_valid)}
     return create_model(f"{cls.__name__}Schema", __config__=ConfigDict(extra="forbid", frozen=True, strict=True,
                                                                        protected_namespaces=()),
                         __validators__=validators, **_dataclass_fields(cls))
@@ -238,23 +240,35 @@ def _member_params_match(value: dict[str, Any], info: ValidationInfo) -> dict[st
     return value
 
 
-def _ensemble_members_valid(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each member is ``{arch, params}`` of a forecasting architecture (not another ensemble), its params typed."""
+def _members_valid(members: list[dict[str, Any]], allowed: frozenset[str], what: str) -> list[dict[str, Any]]:
+    """Each member is ``{arch, params}`` of an architecture in ``allowed``, its params typed."""
     for index, member in enumerate(members):
         where = f"members[{index}]"
         extra = sorted(set(member) - {"arch", "params"})
         if extra or "arch" not in member:
             raise ValueError(f"{where}: a member is {{arch, params}}, got keys {sorted(member)}")
         arch = member["arch"]
-        if arch not in hyperparams.PARAMS or arch in hyperparams.CLASSIFICATION_ARCHS or arch == "ensemble":
-            known = sorted(a for a in hyperparams.PARAMS if a not in hyperparams.CLASSIFICATION_ARCHS and a != "ensemble")
-            raise ValueError(f"{where}.arch: '{arch}' is not a forecaster an ensemble can hold; known: {known}")
+        if arch not in allowed:
+            raise ValueError(f"{where}.arch: '{arch}' is not {what} an ensemble can hold; known: {sorted(allowed)}")
         try:
             PARAMS_SCHEMAS[hyperparams.PARAMS[arch]].model_validate(member.get("params") or {})
         except ValidationError as exc:
             raise ValueError("; ".join(f"{where}.params.{'.'.join(map(str, e['loc']))}: {e['msg']}"
                                        for e in exc.errors())) from None
     return members
+
+
+# What each kind of ensemble may hold: its task's architectures, but not another ensemble of its kind.
+_FORECAST_MEMBERS = frozenset(hyperparams.PARAMS) - hyperparams.CLASSIFICATION_ARCHS - {"ensemble"}
+_CLASSIFIER_MEMBERS = hyperparams.CLASSIFICATION_ARCHS - {"classifier_ensemble"}
+
+
+def _ensemble_members_valid(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return _members_valid(members, _FORECAST_MEMBERS, "a forecaster")
+
+
+def _classifier_ensemble_members_valid(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return _members_valid(members, _CLASSIFIER_MEMBERS, "a classifier")
 
 
 def _typed_params(cls: type, schema: type[BaseModel]) -> Any:

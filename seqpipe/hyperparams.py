@@ -387,6 +387,33 @@ class TfidfLinearParams:
     max_iter: int = _bounded(1000, gt=0)
 
 
+@dataclass(frozen=True)
+class NBLinearParams:
+    """Wang and Manning (2012): token n-gram presence weighted by naive Bayes log-count ratios, then a logistic regression."""
+
+    ngram_max: int = _bounded(2, "longest n-gram of token ids counted: 1 words, 2 words and bigrams", ge=1)
+    min_df: int = _bounded(1, "an n-gram in fewer training texts than this is dropped", ge=1)
+    smoothing: float = _bounded(1.0, "added to every n-gram's count per class before the log-count ratio", gt=0)
+    # Inverse L2 strength of each class's logistic regression on the ratio-weighted presence features.
+    regularization: float = _bounded(1.0, gt=0)
+    max_iter: int = _bounded(1000, gt=0)
+
+
+@dataclass(frozen=True)
+class ClassifierEnsembleParams:
+    """Classifiers of any architectures, networks or references, each fitted on the same data; the prediction is
+    the mean of their class probabilities.
+
+    The members are every entry of ``members`` times ``seeds`` copies, each copy
+    initialised (and, for a network, shuffled) from its own seed.
+    """
+
+    members: list[dict[str, Any]] = field(
+        default_factory=lambda: [{"arch": "nb_linear"}, {"arch": "fasttext"}],
+        metadata={"description": "each {arch, params}: a classification architecture and its params", "min_length": 1})
+    seeds: int = _bounded(1, "copies of each member, each from its own seed", ge=1)
+
+
 # What a deep_ensemble_classifier may hold: the classifier networks trained by the loop.
 CLASSIFIER_MEMBER_ARCHS: frozenset[str] = frozenset({
     "rnn_classifier", "lstm_classifier", "gru_classifier", "tcn_classifier", "transformer_classifier", "dbn_classifier",
@@ -401,7 +428,8 @@ TEXT_CLASSIFIER_ARCHS: frozenset[str] = TEXT_MEMBER_ARCHS | {"text_deep_ensemble
 
 # Sequence classification's architectures (task: classify); every other one forecasts.
 CLASSIFICATION_ARCHS: frozenset[str] = frozenset(
-    {"majority", "minirocket", "deep_ensemble_classifier", "tfidf_linear"} | CLASSIFIER_MEMBER_ARCHS
+    {"majority", "minirocket", "deep_ensemble_classifier", "tfidf_linear", "nb_linear", "classifier_ensemble"}
+    | CLASSIFIER_MEMBER_ARCHS
     | TEXT_CLASSIFIER_ARCHS
 )
 
@@ -441,6 +469,8 @@ PARAMS: dict[str, type] = {
     "fasttext": FastTextParams,
     "text_deep_ensemble": TextDeepEnsembleParams,
     "tfidf_linear": TfidfLinearParams,
+    "nb_linear": NBLinearParams,
+    "classifier_ensemble": ClassifierEnsembleParams,
 }
 
 
@@ -527,9 +557,10 @@ def parse_as(cls: type, values: Any, label: str) -> Any:
 
 
 __all__ = [
-    "AutoETSParams", "AutoThetaParams", "CLASSIFICATION_ARCHS", "CLASSIFIER_MEMBER_ARCHS", "CVAEParams", "DBNClassifierParams",
+    "AutoETSParams", "AutoThetaParams", "CLASSIFICATION_ARCHS", "CLASSIFIER_MEMBER_ARCHS", "CVAEParams",
+    "ClassifierEnsembleParams", "DBNClassifierParams",
     "DBNParams", "DLinearParams", "DeepEnsembleClassifierParams", "DeepEnsembleParams", "EnsembleParams", "FastTextParams", "GANParams",
-    "MiniRocketParams", "NBEATSParams", "NHITSParams", "NoParams", "PARAMS", "RecurrentClassifierParams",
+    "MiniRocketParams", "NBEATSParams", "NBLinearParams", "NHITSParams", "NoParams", "PARAMS", "RecurrentClassifierParams",
     "RecurrentParams", "TCNClassifierParams",
     "TCNParams", "TEXT_CLASSIFIER_ARCHS", "TEXT_MEMBER_ARCHS", "TextCNNParams", "TextDeepEnsembleParams",
     "TextRecurrentParams", "TextTransformerParams", "TfidfLinearParams", "TransformerClassifierParams",

@@ -6,7 +6,8 @@ somewhere among random filler words. Each network maps a padded batch of ids to
 beyond the majority class through the estimator and the one loop, survives a save and
 load unchanged, trains bit-identically from a seed and resumes a killed fit exactly. The
 TF-IDF reference learns it too, weighs its n-grams as scikit-learn's vectorizer does, and
-saves without a pickle.
+saves without a pickle; so does NB-LR, whose logits are those of regressions fitted on
+the naive Bayes ratio-weighted features it documents.
 """
 
 import functools
@@ -20,11 +21,12 @@ import torch
 from seqpipe.estimators.classification import ClassifyFitData, SequenceBatch
 from seqpipe.estimators.interface import FitOptions
 from seqpipe.estimators.neural_classifier import NeuralClassifierEstimator
-from seqpipe.estimators.text_references import TfidfLinearEstimator, batch_grams, text_grams
+from seqpipe.estimators.text_references import NBLinearEstimator, TfidfLinearEstimator, batch_grams, text_grams
 from seqpipe.evaluation.classification import log_loss
 from seqpipe.hyperparams import (
     CLASSIFICATION_ARCHS,
     PARAMS,
+    NBLinearParams,
     TEXT_CLASSIFIER_ARCHS,
     TEXT_MEMBER_ARCHS,
     TextDeepEnsembleParams,
@@ -122,6 +124,8 @@ def test_the_catalog_holds_every_text_arch_with_its_params():
     assert TEXT_CLASSIFIER_ARCHS | {"tfidf_linear"} <= CLASSIFICATION_ARCHS
     assert all(PARAMS[arch] is CLASSIFIERS[arch].Params for arch in ZOO)
     assert PARAMS["tfidf_linear"] is TfidfLinearParams and TfidfLinearEstimator.arch == "tfidf_linear"
+    assert PARAMS["nb_linear"] is NBLinearParams and NBLinearEstimator.arch == "nb_linear"
+    assert {"nb_linear", "classifier_ensemble"} <= CLASSIFICATION_ARCHS
 
 
 def test_a_shape_saved_before_texts_existed_loads_as_numeric_frames():
@@ -376,3 +380,83 @@ def test_tfidf_linear_fits_deterministically_and_weighs_classes_by_sample():
     plain.fit(data, SETTINGS)
     # Weighing class 2 up moves probability towards it.
     assert weighted.predict_proba(val)[:, 2].mean() > plain.predict_proba(val)[:, 2].mean()
+
+
+def _binary_texts(n: int, seed: int) -> tuple[SequenceBatch, np.ndarray]:
+    """The keyword texts of the first two classes only."""
+    batch, labels = _texts(n * 2, seed)
+    keep = np.flatnonzero(labels < 2)[:n]
+    return SequenceBatch(batch.x[keep], batch.lengths[keep]), labels[keep]
+
+
+@pytest.mark.parametrize("classes", [2, CLASSES])
+def test_nb_linear_is_logistic_regressions_on_naive_bayes_weighted_presence(classes):
+    from scipy.sparse import diags
+    from sklearn.feature_extraction.text import CountVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    (train, train_labels), (val, val_labels) = (_binary_texts(384, 1), _binary_texts(128, 2)) if classes == 2 else \
+        (_texts(384, 1), _texts(128, 2))
+    data = ClassifyFitData(train, train_labels, val, val_labels)
+    estimator = NBLinearEstimator(SHAPE, {})
+    result = estimator.fit(data, SETTINGS)
+    assert result.best_val_loss == pytest.approx(log_loss(val_labels, estimator.predict_proba(val)))
+    assert result.epochs_run == 0 and not estimator.trainable
+
+    # The same features and regressions written out with scikit-learn's own vectorizer.
+    vectorizer = CountVectorizer(analyzer=lambda grams: grams, binary=True)
+    presence = vectorizer.fit_transform(batch_grams(train, 2)).astype(np.float64)
+    assert vectorizer.get_feature_names_out().tolist() == estimator._state.grams
+    targets = [1] if classes == 2 else list(range(classes))
+    logits = []
+    test, test_labels = _texts(256, 6) if classes > 2 else _binary_texts(256, 6)
+    for target in targets:
+        positive = train_labels == target
+        p = 1.0 + np.asarray(presence[positive].sum(0)).ravel()
+        q = 1.0 + np.asarray(presence[~positive].sum(0)).ravel()
+        ratio = np.log(p / p.sum()) - np.log(q / q.sum())
+        regression = LogisticRegression(C=1.0, max_iter=1000).fit(presence @ diags(ratio), positive.astype(int))
+        logits.append(regression.decision_function(vectorizer.transform(batch_grams(test, 2)) @ diags(ratio)))
+    logits = np.stack(logits, axis=1)
+    if classes == 2:
+        expected = np.zeros((len(test), CLASSES))
+        expected[:, 1] = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+        expected[:, 0] = 1.0 - expected[:, 1]
+    else:
+        odds = 1.0 / (1.0 + np.exp(-logits))
+        expected = odds / odds.sum(axis=1, keepdims=True)
+    probabilities = estimator.predict_proba(test)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-12)
+    # It learned the keyword far beyond the majority class (40%).
+    assert _accuracy(probabilities, test_labels) > 0.9
+
+
+def test_nb_linear_saves_without_a_pickle_loads_identically_and_refits_identically(tmp_path):
+    data = _fit_data()
+    estimator = NBLinearEstimator(SHAPE, {"smoothing": 0.5})
+    estimator.fit(data, SETTINGS)
+    estimator.save(tmp_path / "nb")
+    spec = json.loads((tmp_path / "nb" / "model.json").read_text())
+    assert spec["arch"] == "nb_linear" and spec["params"]["smoothing"] == 0.5
+    with np.load(tmp_path / "nb" / spec["arrays"], allow_pickle=False) as arrays:
+        assert all(arrays[name].dtype != object for name in arrays.files)
+        assert arrays["ratios"].shape == arrays["coef"].shape == (CLASSES, len(estimator._state.grams))
+    loaded = NBLinearEstimator.load(tmp_path / "nb")
+    batch, _ = _texts(40, 7)
+    assert np.array_equal(loaded.predict_proba(batch), estimator.predict_proba(batch))
+    again = NBLinearEstimator(SHAPE, {"smoothing": 0.5})
+    again.fit(data, SETTINGS)
+    for name, array in estimator._state.arrays().items():
+        assert np.array_equal(array, again._state.arrays()[name]), name
+
+
+def test_the_ngram_references_refuse_numeric_frames_and_a_single_class():
+    numeric = ClassifierShape(channels=3, classes=2, max_length=10)
+    for cls in (TfidfLinearEstimator, NBLinearEstimator):
+        with pytest.raises(ValueError, match=f"{cls.arch} classifies texts"):
+            cls(numeric, {})
+    data = _fit_data(64, 16)
+    one_class = replace(data, train_labels=np.zeros_like(data.train_labels))
+    with pytest.raises(ValueError, match=r"nb_linear's logistic regression needs at least two classes"):
+        NBLinearEstimator(SHAPE, {}).fit(one_class, SETTINGS)

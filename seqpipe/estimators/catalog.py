@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from seqpipe.estimators.classification import ClassifierEstimator
+from seqpipe.estimators.classifier_ensemble import ClassifierEnsembleEstimator
 from seqpipe.estimators.ensemble import EnsembleEstimator
 from seqpipe.estimators.interface import Estimator
 from seqpipe.estimators.neural import NeuralEstimator
 from seqpipe.estimators.neural_classifier import NeuralClassifierEstimator
 from seqpipe.estimators.references import MajorityClassEstimator, MiniRocketEstimator
 from seqpipe.estimators.statistical import AutoETSEstimator, AutoThetaEstimator
-from seqpipe.estimators.text_references import TfidfLinearEstimator
+from seqpipe.estimators.text_references import NBLinearEstimator, TfidfLinearEstimator
 from seqpipe.hyperparams import CLASSIFICATION_ARCHS, PARAMS
 from seqpipe.models import ARCHITECTURES
 from seqpipe.models.classifiers import CLASSIFIERS
@@ -29,7 +30,7 @@ from seqpipe.models.persistence import SPEC_FILE
 AnyEstimator = Estimator | ClassifierEstimator
 _LOCAL: dict[str, type[AnyEstimator]] = {
     cls.arch: cls for cls in (AutoETSEstimator, AutoThetaEstimator, MajorityClassEstimator, MiniRocketEstimator,
-                              TfidfLinearEstimator)
+                              TfidfLinearEstimator, NBLinearEstimator)
 }
 _BUILDERS: dict[str, Callable[[Any, Any], AnyEstimator]] = {
     **{arch: (lambda shape, params, arch=arch: NeuralEstimator.build(arch, shape, params)) for arch in ARCHITECTURES},
@@ -37,12 +38,14 @@ _BUILDERS: dict[str, Callable[[Any, Any], AnyEstimator]] = {
        for arch in CLASSIFIERS},
     **{arch: cls for arch, cls in _LOCAL.items()},
     EnsembleEstimator.arch: EnsembleEstimator.build,
+    ClassifierEnsembleEstimator.arch: ClassifierEnsembleEstimator.build,
 }
 _LOADERS: dict[str, Callable[[Path], AnyEstimator]] = {
     **{arch: NeuralEstimator.load for arch in ARCHITECTURES},
     **{arch: NeuralClassifierEstimator.load for arch in CLASSIFIERS},
     **{arch: cls.load for arch, cls in _LOCAL.items()},
     EnsembleEstimator.arch: EnsembleEstimator.load,
+    ClassifierEnsembleEstimator.arch: ClassifierEnsembleEstimator.load,
 }
 
 

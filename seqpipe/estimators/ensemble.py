@@ -62,7 +62,7 @@ def _last_points(x: np.ndarray, lookback: int) -> np.ndarray:
     return x[:, x.shape[1] - lookback:]
 
 
-def _member_checkpoint(checkpoint: Path | None, index: int) -> Path | None:
+def member_checkpoint(checkpoint: Path | None, index: int) -> Path | None:
     return None if checkpoint is None else checkpoint.with_name(f"{checkpoint.stem}.member-{index:02d}{checkpoint.suffix}")
 
 
@@ -109,7 +109,7 @@ class EnsembleEstimator(Estimator):
             member_data = FitData((_last_points(train_x, plan.lookback), train_y),
                                   (_last_points(val_x, plan.lookback), val_y), data.histories)
             member_options = FitOptions(
-                name=f"{options.name}/{label}", checkpoint=_member_checkpoint(options.checkpoint, index),
+                name=f"{options.name}/{label}", checkpoint=member_checkpoint(options.checkpoint, index),
                 signature=None if options.signature is None else {**options.signature, "member": label})
             result = member.fit(member_data, dataclasses.replace(settings, seed=plan.seed), member_options)
             fits.append(MemberFit(label, {"arch": plan.arch, "lookback": plan.lookback, "seed": plan.seed,

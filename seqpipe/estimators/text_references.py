@@ -1,15 +1,25 @@
-"""The text reference every text network must beat: TF-IDF of token n-grams with a linear model.
+"""The text references every text network must beat: linear models of token n-grams.
 
 A text is the classifiers' ``SequenceBatch`` of token ids (channel 0, the tokenizer's
 words). Each text's real ids become string n-grams, ``"12"`` for a word and ``"12_40"``
-for a bigram, from 1 to ``ngram_max`` tokens long; they are weighted as scikit-learn's
-``TfidfVectorizer`` weighs them by default (sublinear counts if asked, smooth idf
-``ln((1 + n) / (1 + df)) + 1``, every row scaled to unit L2 norm) and read by a
-multinomial logistic regression. The transform is computed here rather than by
-scikit-learn, so a saved model is its plain arrays (``model.json``, the n-gram
-vocabulary in ``grams.json`` and ``arrays.npz``) and loads without unpickling anything
-into the very transform it was fitted with. An n-gram absent from the training texts
-(or rarer there than ``min_df``) is ignored, as the vectorizer ignores it.
+for a bigram, from 1 to ``ngram_max`` tokens long; the n-grams of the training texts (in
+at least ``min_df`` of them) are the vocabulary, and an n-gram outside it is ignored, as
+scikit-learn's vectorizers ignore it. Two weightings of those n-grams feed scikit-learn's
+logistic regression:
+
+- ``tfidf_linear``: TF-IDF as scikit-learn's ``TfidfVectorizer`` weighs by default
+  (sublinear counts if asked, smooth idf ``ln((1 + n) / (1 + df)) + 1``, every row scaled
+  to unit L2 norm), read by a multinomial logistic regression;
+- ``nb_linear``: NBSVM's features with a logistic regression, "NB-LR" (Wang and Manning
+  2012): a text's n-gram presence (0 or 1), each n-gram scaled by its naive Bayes
+  log-count ratio ``r = log((p / |p|_1) / (q / |q|_1))``, where ``p`` and ``q`` are the
+  smoothed counts of the n-gram's presence in the texts of a class and of the others.
+  Two classes take one ratio and one regression; more take one of each per class, one
+  against the rest, whose probabilities are normalised to sum to 1.
+
+The transforms are computed here rather than by scikit-learn, so a saved model is its
+plain arrays (``model.json``, the n-gram vocabulary in ``grams.json`` and ``arrays.npz``)
+and loads without unpickling anything into the very transform it was fitted with.
 """
 
 from __future__ import annotations
@@ -73,23 +83,69 @@ class _TfidfState:
     def arrays(self) -> dict[str, np.ndarray]:
         return {"idf": self.idf, "coef": self.coef, "intercept": self.intercept, "classes": self.classes}
 
+    @classmethod
+    def from_arrays(cls, grams: list[str], arrays: Any) -> _TfidfState:
+        return cls(grams, arrays["idf"], arrays["coef"], arrays["intercept"], arrays["classes"].astype(np.int64))
 
-class TfidfLinearEstimator(_ReferenceClassifier):
-    """TF-IDF of each text's token 1..``ngram_max``-grams, then a multinomial logistic regression (scikit-learn).
+    @property
+    def weights(self) -> np.ndarray:
+        """The coefficients each logit applies to the feature rows, ``(logits, features)``."""
+        return self.coef
 
-    Class weights, when the fit data has them, weigh each training text by its class's
-    weight in the regression's loss.
-    """
 
-    arch = "tfidf_linear"
-    requirements: ClassVar[tuple[str, ...]] = ("scikit-learn",)
+@dataclasses.dataclass(frozen=True)
+class _NBState:
+    """Everything a fitted NB-LR predicts from: the vocabulary, each logit's log-count ratios and regression."""
+
+    grams: list[str]
+    ratios: np.ndarray  # (logits, features): a row per class against the rest, one row with two classes
+    coef: np.ndarray  # (logits, features), the regressions' coefficients on the ratio-weighted presence
+    intercept: np.ndarray  # (logits,)
+    classes: np.ndarray  # the class indices seen in training; with two, the one row's logit is the second's
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"ratios": self.ratios, "coef": self.coef, "intercept": self.intercept, "classes": self.classes}
+
+    @classmethod
+    def from_arrays(cls, grams: list[str], arrays: Any) -> _NBState:
+        return cls(grams, arrays["ratios"], arrays["coef"], arrays["intercept"], arrays["classes"].astype(np.int64))
+
+    @property
+    def weights(self) -> np.ndarray:
+        # A regression on x * r has the logit x . (r * w) + b: one product serves prediction.
+        return self.ratios * self.coef
+
+
+def _fit_logistic(features: Any, labels: np.ndarray, weights: np.ndarray | None, params: Any, name: str,
+                  what: str) -> Any:
+    """scikit-learn's logistic regression fitted on ``features``, with a warning naming ``what`` if it stops early."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    regression = LogisticRegression(C=params.regularization, max_iter=params.max_iter)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        regression.fit(features, labels, sample_weight=weights)
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        log.warning("[%s] %s's logistic regression did not converge in max_iter=%d iterations; raise max_iter or "
+                    "lower regularization", name, what, params.max_iter)
+    return regression
+
+
+class _NgramLinear(_ReferenceClassifier):
+    """What the n-gram references share: the training vocabulary, the counts of its n-grams, linear logits over
+    feature rows, and saving as plain arrays. Subclasses weigh the n-grams (``features``) and fit the logits."""
+
+    state_cls: ClassVar[type]
+    # Several classes: False, one multinomial softmax; True, one logit per class against the rest, normalised.
+    one_vs_rest: ClassVar[bool] = False
 
     def __init__(self, shape: ClassifierShape, params: Any) -> None:
         super().__init__(shape, params)
         if not shape.is_text:
             raise ValueError(f"{self.arch} classifies texts (token ids), but the sequences are numeric frames "
                              f"(vocabulary=0)")
-        self._state: _TfidfState | None = None
+        self._state: Any = None
         self._columns: dict[str, int] = {}
 
     def describe(self) -> dict[str, Any]:
@@ -97,9 +153,32 @@ class TfidfLinearEstimator(_ReferenceClassifier):
                                                  "coefficients": int(self._state.coef.size + self._state.intercept.size)}
         return {**dataclasses.asdict(self.params), **fitted}
 
-    def _set_state(self, state: _TfidfState) -> None:
+    def _set_state(self, state: Any) -> None:
         self._state = state
         self._columns = {gram: column for column, gram in enumerate(state.grams)}
+
+    def _fitted_state(self) -> Any:
+        if self._state is None:
+            raise RuntimeError(f"the {self.arch} model is not fitted: call fit or load first")
+        return self._state
+
+    def _training_texts(self, data: ClassifyFitData) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+        """The training texts' n-grams, their labels, and the classes present (at least two)."""
+        _check_batch(data.train, self.shape, "training")
+        labels = _check_labels(data.train_labels, data.train, self.shape.classes, "training")
+        present = np.unique(labels)
+        if len(present) < 2:
+            raise ValueError(f"{self.arch}'s logistic regression needs at least two classes in training, "
+                             f"found {present.tolist()}")
+        return batch_grams(data.train, self.params.ngram_max), labels, present
+
+    def _vocabulary(self, documents: list[list[str]]) -> tuple[list[str], np.ndarray]:
+        """The n-grams in at least ``min_df`` training texts, sorted, and how many texts hold each."""
+        frequency = Counter(gram for grams in documents for gram in set(grams))
+        grams = sorted(gram for gram, count in frequency.items() if count >= self.params.min_df)
+        if not grams:
+            raise ValueError(f"no n-gram is in min_df={self.params.min_df} training texts: lower min_df")
+        return grams, np.array([frequency[gram] for gram in grams], dtype=np.float64)
 
     def _tf(self, documents: list[list[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The term frequencies of the known n-grams, as CSR ``(data, indices, indptr)``, columns sorted per row."""
@@ -113,87 +192,140 @@ class TfidfLinearEstimator(_ReferenceClassifier):
         return np.concatenate(data), np.concatenate(indices), np.asarray(indptr, dtype=np.int64)
 
     def features(self, batch: SequenceBatch) -> Any:
-        """The L2-normalised TF-IDF rows ``(n, grams)`` the regression reads, a SciPy CSR matrix."""
-        from scipy.sparse import csr_matrix
-
-        if self._state is None:
-            raise RuntimeError("the TF-IDF model is not fitted: call fit or load first")
-        _check_batch(batch, self.shape, "prediction")
-        data, indices, indptr = self._tf(batch_grams(batch, self.params.ngram_max))
-        if self.params.sublinear_tf:
-            data = 1.0 + np.log(data)
-        data = data * self._state.idf[indices]
-        rows = np.repeat(np.arange(len(batch)), np.diff(indptr))
-        norms = np.sqrt(np.bincount(rows, weights=data**2, minlength=len(batch)))
-        # A text with no known n-gram keeps its empty row: the regression reads only its intercept.
-        data = data / np.where(norms > 0, norms, 1.0)[rows]
-        return csr_matrix((data, indices, indptr), shape=(len(batch), len(self._state.grams)))
-
-    def fit(self, data: ClassifyFitData, settings: TrainSettings, options: FitOptions = FitOptions()) -> FitResult:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import LogisticRegression
-
-        started = time.perf_counter()
-        _check_batch(data.train, self.shape, "training")
-        labels = _check_labels(data.train_labels, data.train, self.shape.classes, "training")
-        present = np.unique(labels)
-        if len(present) < 2:
-            raise ValueError(f"the TF-IDF model's logistic regression needs at least two classes in training, "
-                             f"found {present.tolist()}")
-        documents = batch_grams(data.train, self.params.ngram_max)
-        frequency = Counter(gram for grams in documents for gram in set(grams))
-        grams = sorted(gram for gram, count in frequency.items() if count >= self.params.min_df)
-        if not grams:
-            raise ValueError(f"no n-gram is in min_df={self.params.min_df} training texts: lower min_df")
-        df = np.array([frequency[gram] for gram in grams], dtype=np.float64)
-        idf = np.log((1.0 + len(documents)) / (1.0 + df)) + 1.0
-        # The regression is fitted on the same transform prediction runs, with placeholder coefficients.
-        self._set_state(_TfidfState(grams, idf, np.zeros((0, len(grams))), np.zeros(0), present))
-        features = self.features(data.train)
-        weights = None if data.class_weights is None else np.asarray(data.class_weights, dtype=np.float64)[labels]
-        regression = LogisticRegression(C=self.params.regularization, max_iter=self.params.max_iter)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            regression.fit(features, labels, sample_weight=weights)
-        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-            log.warning("[%s] the TF-IDF model's logistic regression did not converge in max_iter=%d iterations; "
-                        "raise max_iter or lower regularization", options.name, self.params.max_iter)
-        self._set_state(_TfidfState(grams, idf, regression.coef_.astype(np.float64),
-                                    regression.intercept_.astype(np.float64), regression.classes_.astype(np.int64)))
-        log.info("[%s] %s: %d n-grams from %d training texts", options.name, self.arch, len(grams), len(documents))
-        return self._fitted(data, started, options)
+        """The feature rows ``(n, grams)`` the logits read, a SciPy CSR matrix."""
+        raise NotImplementedError
 
     def predict_proba(self, batch: SequenceBatch) -> np.ndarray:
-        """Softmax of the regression's logits, as sklearn's ``predict_proba``; classes absent from training get 0."""
-        state = self._state
-        if state is None:
-            raise RuntimeError("the TF-IDF model is not fitted: call fit or load first")
-        logits = np.asarray(self.features(batch) @ state.coef.T) + state.intercept
-        if state.coef.shape[0] == 1:
+        """Class probabilities from the logits; classes absent from training get 0."""
+        state = self._fitted_state()
+        logits = np.asarray(self.features(batch) @ state.weights.T) + state.intercept
+        if logits.shape[1] == 1:
             # With two classes sklearn keeps one logit z, of the second class: softmax of
             # (-z/2, z/2) is its (1 - sigmoid(z), sigmoid(z)).
-            logits = np.concatenate([-logits / 2, logits / 2], axis=1)
+            seen = _softmax(np.concatenate([-logits / 2, logits / 2], axis=1))
+        elif self.one_vs_rest:
+            odds = 1.0 / (1.0 + np.exp(-logits))
+            seen = odds / odds.sum(axis=1, keepdims=True)
+        else:
+            seen = _softmax(logits)
         probabilities = np.zeros((len(batch), self.shape.classes))
-        probabilities[:, state.classes] = _softmax(logits)
+        probabilities[:, state.classes] = seen
         return probabilities
 
     def save(self, folder: Path) -> None:
         if self._state is None:
-            raise RuntimeError("the TF-IDF model is not fitted: there is nothing to save")
+            raise RuntimeError(f"the {self.arch} model is not fitted: there is nothing to save")
         self._write_spec(folder, {"grams": GRAMS_FILE, "arrays": ARRAYS_FILE})
         (folder / GRAMS_FILE).write_text(json.dumps(self._state.grams) + "\n")
         np.savez(folder / ARRAYS_FILE, **self._state.arrays())
 
     @classmethod
-    def load(cls, folder: Path) -> TfidfLinearEstimator:
+    def load(cls, folder: Path) -> _NgramLinear:
         spec = _read_spec(folder, cls.arch)
         estimator = cls(ClassifierShape(**spec["shape"]), spec["params"])
         grams = json.loads((folder / spec["grams"]).read_text())
         with np.load(folder / spec["arrays"], allow_pickle=False) as arrays:
-            state = _TfidfState(grams, arrays["idf"], arrays["coef"], arrays["intercept"],
-                                arrays["classes"].astype(np.int64))
-        if not (len(grams) == len(state.idf) == state.coef.shape[1]):
-            raise ValueError(f"{folder}: {len(grams)} n-grams, {len(state.idf)} idf weights and "
-                             f"{state.coef.shape[1]} coefficients per class; they must agree")
+            state = cls.state_cls.from_arrays(grams, arrays)
+        if not (len(grams) == state.weights.shape[1]):
+            raise ValueError(f"{folder}: {len(grams)} n-grams but {state.weights.shape[1]} coefficients per logit; "
+                             f"they must agree")
         estimator._set_state(state)
         return estimator
+
+
+class TfidfLinearEstimator(_NgramLinear):
+    """TF-IDF of each text's token 1..``ngram_max``-grams, then a multinomial logistic regression (scikit-learn).
+
+    Class weights, when the fit data has them, weigh each training text by its class's
+    weight in the regression's loss.
+    """
+
+    arch = "tfidf_linear"
+    requirements: ClassVar[tuple[str, ...]] = ("scikit-learn",)
+    state_cls = _TfidfState
+
+    def features(self, batch: SequenceBatch) -> Any:
+        """The L2-normalised TF-IDF rows ``(n, grams)`` the regression reads, a SciPy CSR matrix."""
+        from scipy.sparse import csr_matrix
+
+        state = self._fitted_state()
+        _check_batch(batch, self.shape, "prediction")
+        data, indices, indptr = self._tf(batch_grams(batch, self.params.ngram_max))
+        if self.params.sublinear_tf:
+            data = 1.0 + np.log(data)
+        data = data * state.idf[indices]
+        rows = np.repeat(np.arange(len(batch)), np.diff(indptr))
+        norms = np.sqrt(np.bincount(rows, weights=data**2, minlength=len(batch)))
+        # A text with no known n-gram keeps its empty row: the regression reads only its intercept.
+        data = data / np.where(norms > 0, norms, 1.0)[rows]
+        return csr_matrix((data, indices, indptr), shape=(len(batch), len(state.grams)))
+
+    def fit(self, data: ClassifyFitData, settings: TrainSettings, options: FitOptions = FitOptions()) -> FitResult:
+        started = time.perf_counter()
+        documents, labels, present = self._training_texts(data)
+        grams, df = self._vocabulary(documents)
+        idf = np.log((1.0 + len(documents)) / (1.0 + df)) + 1.0
+        # The regression is fitted on the same transform prediction runs, with placeholder coefficients.
+        self._set_state(_TfidfState(grams, idf, np.zeros((0, len(grams))), np.zeros(0), present))
+        weights = None if data.class_weights is None else np.asarray(data.class_weights, dtype=np.float64)[labels]
+        regression = _fit_logistic(self.features(data.train), labels, weights, self.params, options.name,
+                                   "the TF-IDF model")
+        self._set_state(_TfidfState(grams, idf, regression.coef_.astype(np.float64),
+                                    regression.intercept_.astype(np.float64), regression.classes_.astype(np.int64)))
+        log.info("[%s] %s: %d n-grams from %d training texts", options.name, self.arch, len(grams), len(documents))
+        return self._fitted(data, started, options)
+
+
+class NBLinearEstimator(_NgramLinear):
+    """NB-LR: each text's n-gram presence scaled by naive Bayes log-count ratios, then logistic regressions.
+
+    Class weights, when the fit data has them, weigh each training text by its class's
+    weight in every regression's loss; the ratios count texts unweighted.
+    """
+
+    arch = "nb_linear"
+    requirements: ClassVar[tuple[str, ...]] = ("scikit-learn",)
+    state_cls = _NBState
+    one_vs_rest = True
+
+    def features(self, batch: SequenceBatch) -> Any:
+        """Each text's presence (1.0) of every known n-gram ``(n, grams)``, a SciPy CSR matrix."""
+        from scipy.sparse import csr_matrix
+
+        state = self._fitted_state()
+        _check_batch(batch, self.shape, "prediction")
+        data, indices, indptr = self._tf(batch_grams(batch, self.params.ngram_max))
+        return csr_matrix((np.ones_like(data), indices, indptr), shape=(len(batch), len(state.grams)))
+
+    def _log_count_ratio(self, presence: Any, positive: np.ndarray) -> np.ndarray:
+        """``log((p / |p|_1) / (q / |q|_1))`` of every n-gram, p and q its smoothed presence counts in the positive
+        texts and in the others."""
+        p = self.params.smoothing + np.asarray(presence[positive].sum(axis=0)).ravel()
+        q = self.params.smoothing + np.asarray(presence[~positive].sum(axis=0)).ravel()
+        return np.log(p / p.sum()) - np.log(q / q.sum())
+
+    def fit(self, data: ClassifyFitData, settings: TrainSettings, options: FitOptions = FitOptions()) -> FitResult:
+        from scipy.sparse import diags
+
+        started = time.perf_counter()
+        documents, labels, present = self._training_texts(data)
+        grams, _ = self._vocabulary(documents)
+        empty = np.zeros((0, len(grams)))
+        self._set_state(_NBState(grams, empty, empty, np.zeros(0), present))
+        presence = self.features(data.train)
+        weights = None if data.class_weights is None else np.asarray(data.class_weights, dtype=np.float64)[labels]
+        # Two classes need one logit, of the second (as sklearn's binary regression keeps it).
+        targets = present[1:] if len(present) == 2 else present
+        ratios, coef, intercept = [], [], []
+        for target in targets:
+            positive = labels == target
+            ratio = self._log_count_ratio(presence, positive)
+            regression = _fit_logistic(presence @ diags(ratio), positive.astype(np.int64), weights, self.params,
+                                       options.name, f"the NB-LR model of class {int(target)}")
+            ratios.append(ratio)
+            coef.append(regression.coef_[0].astype(np.float64))
+            intercept.append(float(regression.intercept_[0]))
+        self._set_state(_NBState(grams, np.stack(ratios), np.stack(coef), np.asarray(intercept), present))
+        log.info("[%s] %s: %d n-grams from %d training texts, %d regressions", options.name, self.arch, len(grams),
+                 len(documents), len(targets))
+        return self._fitted(data, started, options)
