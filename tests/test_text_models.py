@@ -34,7 +34,14 @@ from seqpipe.hyperparams import (
 )
 from seqpipe.models.classifiers import CLASSIFIERS, ClassifierShape, build_classifier
 from seqpipe.models.classifiers.ensemble import DeepEnsembleClassifier, is_member_architecture
-from seqpipe.models.classifiers.text import PAD_ID, UNK_ID, TextClassifier, bigram_buckets
+from seqpipe.models.classifiers.text import (
+    EMBEDDING_INIT_BOUND,
+    PAD_ID,
+    UNK_ID,
+    TextClassifier,
+    TokenEmbedding,
+    bigram_buckets,
+)
 from seqpipe.training import TrainSettings, seed_everything
 
 VOCABULARY, CLASSES, MIN_LENGTH, MAX_LENGTH = 200, 3, 3, 40
@@ -126,6 +133,15 @@ def test_the_catalog_holds_every_text_arch_with_its_params():
     assert PARAMS["tfidf_linear"] is TfidfLinearParams and TfidfLinearEstimator.arch == "tfidf_linear"
     assert PARAMS["nb_linear"] is NBLinearParams and NBLinearEstimator.arch == "nb_linear"
     assert {"nb_linear", "classifier_ensemble"} <= CLASSIFICATION_ARCHS
+
+
+def test_token_embeddings_start_small_and_padding_at_zero():
+    torch.manual_seed(0)
+    table = TokenEmbedding(5000, 64).table.weight.detach()
+    assert torch.equal(table[PAD_ID], torch.zeros(64))
+    assert table.abs().max() <= EMBEDDING_INIT_BOUND
+    # Uniform in +-bound: its standard deviation is bound / sqrt(3).
+    assert table[1:].std().item() == pytest.approx(EMBEDDING_INIT_BOUND / 3**0.5, rel=0.02)
 
 
 def test_a_shape_saved_before_texts_existed_loads_as_numeric_frames():

@@ -173,7 +173,8 @@ def test_models_command_lists_every_architecture_with_its_defaults():
         else:
             task[line.split()[0]] = line
     assert set(by_task["forecast"]) == set(ARCHITECTURES) | {"auto_ets", "auto_theta", "ensemble"}
-    assert set(by_task["classify"]) == set(CLASSIFIERS) | {"majority", "minirocket", "tfidf_linear"}
+    assert set(by_task["classify"]) == set(CLASSIFIERS) | {"majority", "minirocket", "tfidf_linear", "nb_linear",
+                                                       "classifier_ensemble"}
     assert '"moving_average": 25' in by_task["forecast"]["dlinear"]
     assert '"model": "ZZZ"' in by_task["forecast"]["auto_ets"]
     assert '"bidirectional": true' in by_task["classify"]["lstm_classifier"]
