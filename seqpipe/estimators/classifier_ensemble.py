@@ -13,7 +13,6 @@ serves as one model.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,11 @@ import numpy as np
 import torch
 
 from seqpipe.estimators.classification import ClassifierEstimator, ClassifyFitData, SequenceBatch
-from seqpipe.estimators.ensemble import MAX_SEED, MEMBERS_DIR, member_checkpoint
+from seqpipe.estimators.ensemble import MAX_SEED, load_members, member_checkpoint, save_members, seeded_members
 from seqpipe.estimators.interface import FitOptions
 from seqpipe.evaluation.classification import log_loss
 from seqpipe.hyperparams import ClassifierEnsembleParams, parse_params
 from seqpipe.models.classifiers.shape import ClassifierShape
-from seqpipe.models.persistence import SPEC_FILE
 from seqpipe.training import FitResult, MemberFit, TrainSettings
 
 
@@ -70,16 +68,13 @@ class ClassifierEnsembleEstimator(ClassifierEstimator):
             raise ValueError(f"{cls.arch}: a member cannot be another {cls.arch}")
         count = len(params.members) * params.seeds
         plans = classifier_member_plans(params, torch.randint(0, MAX_SEED, (count,)).tolist())
-        members = []
-        for index, plan in enumerate(plans):
-            # Each member's initial weights follow from its own seed; the CUDA generator is left alone.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(plan.seed)
-                try:
-                    members.append(build_estimator(plan.arch, shape, plan.params))
-                except ValueError as exc:
-                    raise ValueError(f"{cls.arch}: member {plan.label(index)}: {exc}") from None
-        return cls(shape, params, plans, members)
+        def build(index: int, plan: ClassifierMemberPlan) -> ClassifierEstimator:
+            try:
+                return build_estimator(plan.arch, shape, plan.params)
+            except ValueError as exc:
+                raise ValueError(f"{cls.arch}: member {plan.label(index)}: {exc}") from None
+
+        return cls(shape, params, plans, seeded_members(plans, build))
 
     @property
     def trainable(self) -> bool:
@@ -107,18 +102,10 @@ class ClassifierEnsembleEstimator(ClassifierEstimator):
         return np.mean([member.predict_proba(batch) for member in self.members], axis=0)
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        spec = {"arch": self.arch, "shape": dataclasses.asdict(self.shape), "params": dataclasses.asdict(self.params),
-                "members": [dataclasses.asdict(plan) for plan in self.plans]}
-        (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
-        for index, (plan, member) in enumerate(zip(self.plans, self.members, strict=True)):
-            member.save(folder / MEMBERS_DIR / plan.label(index))
+        save_members(folder, {"arch": self.arch, "shape": dataclasses.asdict(self.shape),
+                              "params": dataclasses.asdict(self.params)}, self.plans, self.members)
 
     @classmethod
     def load(cls, folder: Path) -> ClassifierEnsembleEstimator:
-        from seqpipe.estimators.catalog import load_estimator  # the catalog imports this module
-
-        spec = json.loads((folder / SPEC_FILE).read_text())
-        plans = [ClassifierMemberPlan(**plan) for plan in spec["members"]]
-        members = [load_estimator(folder / MEMBERS_DIR / plan.label(index)) for index, plan in enumerate(plans)]
+        spec, plans, members = load_members(folder, ClassifierMemberPlan)
         return cls(ClassifierShape(**spec["shape"]), parse_params(cls.arch, spec["params"]), plans, members)

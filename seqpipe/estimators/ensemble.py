@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,39 @@ def member_checkpoint(checkpoint: Path | None, index: int) -> Path | None:
     return None if checkpoint is None else checkpoint.with_name(f"{checkpoint.stem}.member-{index:02d}{checkpoint.suffix}")
 
 
+def seeded_members(plans: list[Any], build: Callable[[int, Any], Any]) -> list[Any]:
+    """``build(index, plan)`` for each member plan, with torch's CPU generator seeded by ``plan.seed``.
+
+    Each member's initial weights follow from its own seed; the CUDA generator and the
+    caller's generator state are left alone.
+    """
+    members = []
+    for index, plan in enumerate(plans):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(plan.seed)
+            members.append(build(index, plan))
+    return members
+
+
+def save_members(folder: Path, spec: dict[str, Any], plans: list[Any], members: list[Any]) -> None:
+    """The ensemble's ``model.json`` (``spec`` and each member's plan) and a folder per member under ``members/``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {**spec, "members": [dataclasses.asdict(plan) for plan in plans]}
+    (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
+    for index, (plan, member) in enumerate(zip(plans, members, strict=True)):
+        member.save(folder / MEMBERS_DIR / plan.label(index))
+
+
+def load_members(folder: Path, plan_cls: type) -> tuple[dict[str, Any], list[Any], list[Any]]:
+    """What ``save_members`` wrote: the spec, the member plans (as ``plan_cls``) and the loaded members."""
+    from seqpipe.estimators.catalog import load_estimator  # the catalog imports this module
+
+    spec = json.loads((folder / SPEC_FILE).read_text())
+    plans = [plan_cls(**plan) for plan in spec["members"]]
+    members = [load_estimator(folder / MEMBERS_DIR / plan.label(index)) for index, plan in enumerate(plans)]
+    return spec, plans, members
+
+
 class EnsembleEstimator(Estimator):
     arch = "ensemble"
 
@@ -82,13 +116,8 @@ class EnsembleEstimator(Estimator):
         params = parse_params(cls.arch, params)
         count = len(params.members) * max(1, len(params.lookbacks)) * params.seeds
         plans = member_plans(params, shape, torch.randint(0, MAX_SEED, (count,)).tolist())
-        members = []
-        for plan in plans:
-            # Each member's initial weights follow from its own seed; the CUDA generator is left alone.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(plan.seed)
-                members.append(build_estimator(plan.arch, dataclasses.replace(shape, lookback=plan.lookback),
-                                               plan.params))
+        members = seeded_members(plans, lambda _, plan: build_estimator(
+            plan.arch, dataclasses.replace(shape, lookback=plan.lookback), plan.params))
         return cls(shape, params, plans, members)
 
     @property
@@ -126,18 +155,10 @@ class EnsembleEstimator(Estimator):
         return np.median(forecasts, axis=0) if self.params.combine == "median" else forecasts.mean(axis=0)
 
     def save(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        spec = {"arch": self.arch, "shape": dataclasses.asdict(self.shape), "params": dataclasses.asdict(self.params),
-                "members": [dataclasses.asdict(plan) for plan in self.plans]}
-        (folder / SPEC_FILE).write_text(json.dumps(spec, indent=2, sort_keys=True) + "\n")
-        for index, (plan, member) in enumerate(zip(self.plans, self.members)):
-            member.save(folder / MEMBERS_DIR / plan.label(index))
+        save_members(folder, {"arch": self.arch, "shape": dataclasses.asdict(self.shape),
+                              "params": dataclasses.asdict(self.params)}, self.plans, self.members)
 
     @classmethod
     def load(cls, folder: Path) -> EnsembleEstimator:
-        from seqpipe.estimators.catalog import load_estimator  # the catalog imports this module
-
-        spec = json.loads((folder / SPEC_FILE).read_text())
-        plans = [MemberPlan(**plan) for plan in spec["members"]]
-        members = [load_estimator(folder / MEMBERS_DIR / plan.label(index)) for index, plan in enumerate(plans)]
+        spec, plans, members = load_members(folder, MemberPlan)
         return cls(ProblemShape(**spec["shape"]), parse_params(cls.arch, spec["params"]), plans, members)

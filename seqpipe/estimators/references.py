@@ -95,6 +95,16 @@ class _ReferenceClassifier(ClassifierEstimator):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / SPEC_FILE).write_text(json.dumps({**self._spec(), **extra}, indent=2, sort_keys=True) + "\n")
 
+    def _training_labels(self, data: ClassifyFitData) -> tuple[np.ndarray, np.ndarray]:
+        """The training labels, checked against the batch, and the classes present: at least two, for a regression."""
+        _check_batch(data.train, self.shape, "training")
+        labels = _check_labels(data.train_labels, data.train, self.shape.classes, "training")
+        present = np.unique(labels)
+        if len(present) < 2:
+            raise ValueError(f"{self.arch}'s logistic regression needs at least two classes in training, "
+                             f"found {present.tolist()}")
+        return labels, present
+
     def _fitted(self, data: ClassifyFitData, started: float, options: FitOptions) -> FitResult:
         """The fit's result, with the validation log loss where a network would report its best epoch's loss."""
         val_loss = float("nan")
@@ -181,6 +191,23 @@ class _MiniRocketState:
                    arrays["classes"].astype(np.int64))
 
 
+def fit_logistic(features: Any, labels: np.ndarray, params: Any, name: str, what: str, **options: Any) -> Any:
+    """scikit-learn's logistic regression (``params.regularization`` is C) fitted on ``features``; a warning naming
+    ``what`` if it stops before converging. ``options`` go to ``fit`` (``sample_weight``) or the model."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    sample_weight = options.pop("sample_weight", None)
+    regression = LogisticRegression(C=params.regularization, max_iter=params.max_iter, **options)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        regression.fit(features, labels, sample_weight=sample_weight)
+    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+        log.warning("[%s] %s's logistic regression did not converge in max_iter=%d iterations; raise max_iter or "
+                    "lower regularization", name, what, params.max_iter)
+    return regression
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
@@ -252,16 +279,8 @@ class MiniRocketEstimator(_ReferenceClassifier):
         return (raw - self._state.mean) / self._state.std
 
     def fit(self, data: ClassifyFitData, settings: TrainSettings, options: FitOptions = FitOptions()) -> FitResult:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import LogisticRegression
-
         started = time.perf_counter()
-        _check_batch(data.train, self.shape, "training")
-        labels = _check_labels(data.train_labels, data.train, self.shape.classes, "training")
-        present = np.unique(labels)
-        if len(present) < 2:
-            raise ValueError(f"MiniRocket's logistic regression needs at least two classes in training, found "
-                             f"{present.tolist()}")
+        labels, present = self._training_labels(data)
         transformer = self._build_transformer(settings.seed)
         # sktime seeds numpy's global generator; keeping its state means fitting MiniRocket
         # never changes what anything else in the process draws.
@@ -274,14 +293,8 @@ class MiniRocketEstimator(_ReferenceClassifier):
         # A feature constant on training carries nothing; dividing by 1 keeps it finite and at 0.
         std = np.where(std > 0, std, 1.0)
         weights = None if data.class_weights is None else {int(c): float(data.class_weights[c]) for c in present}
-        regression = LogisticRegression(C=self.params.regularization, max_iter=self.params.max_iter,
-                                        class_weight=weights)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            regression.fit((raw - mean) / std, labels)
-        if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-            log.warning("[%s] MiniRocket's logistic regression did not converge in max_iter=%d iterations; "
-                        "raise max_iter or lower regularization", options.name, self.params.max_iter)
+        regression = fit_logistic((raw - mean) / std, labels, self.params, options.name, "MiniRocket",
+                                  class_weight=weights)
         self.seed, self._transformer = settings.seed, transformer
         self._state = _MiniRocketState(tuple(transformer.parameters), mean, std, regression.coef_.astype(np.float64),
                                        regression.intercept_.astype(np.float64),

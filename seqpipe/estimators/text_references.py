@@ -28,7 +28,6 @@ import dataclasses
 import json
 import logging
 import time
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,10 +39,10 @@ from seqpipe.estimators.interface import FitOptions
 from seqpipe.estimators.references import (
     ARRAYS_FILE,
     _check_batch,
-    _check_labels,
     _read_spec,
     _ReferenceClassifier,
     _softmax,
+    fit_logistic,
 )
 from seqpipe.models.classifiers.shape import ClassifierShape
 from seqpipe.training import FitResult, TrainSettings
@@ -116,22 +115,6 @@ class _NBState:
         return self.ratios * self.coef
 
 
-def _fit_logistic(features: Any, labels: np.ndarray, weights: np.ndarray | None, params: Any, name: str,
-                  what: str) -> Any:
-    """scikit-learn's logistic regression fitted on ``features``, with a warning naming ``what`` if it stops early."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    regression = LogisticRegression(C=params.regularization, max_iter=params.max_iter)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", ConvergenceWarning)
-        regression.fit(features, labels, sample_weight=weights)
-    if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-        log.warning("[%s] %s's logistic regression did not converge in max_iter=%d iterations; raise max_iter or "
-                    "lower regularization", name, what, params.max_iter)
-    return regression
-
-
 class _NgramLinear(_ReferenceClassifier):
     """What the n-gram references share: the training vocabulary, the counts of its n-grams, linear logits over
     feature rows, and saving as plain arrays. Subclasses weigh the n-grams (``features``) and fit the logits."""
@@ -164,12 +147,7 @@ class _NgramLinear(_ReferenceClassifier):
 
     def _training_texts(self, data: ClassifyFitData) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
         """The training texts' n-grams, their labels, and the classes present (at least two)."""
-        _check_batch(data.train, self.shape, "training")
-        labels = _check_labels(data.train_labels, data.train, self.shape.classes, "training")
-        present = np.unique(labels)
-        if len(present) < 2:
-            raise ValueError(f"{self.arch}'s logistic regression needs at least two classes in training, "
-                             f"found {present.tolist()}")
+        labels, present = self._training_labels(data)
         return batch_grams(data.train, self.params.ngram_max), labels, present
 
     def _vocabulary(self, documents: list[list[str]]) -> tuple[list[str], np.ndarray]:
@@ -268,8 +246,8 @@ class TfidfLinearEstimator(_NgramLinear):
         # The regression is fitted on the same transform prediction runs, with placeholder coefficients.
         self._set_state(_TfidfState(grams, idf, np.zeros((0, len(grams))), np.zeros(0), present))
         weights = None if data.class_weights is None else np.asarray(data.class_weights, dtype=np.float64)[labels]
-        regression = _fit_logistic(self.features(data.train), labels, weights, self.params, options.name,
-                                   "the TF-IDF model")
+        regression = fit_logistic(self.features(data.train), labels, self.params, options.name, "the TF-IDF model",
+                                  sample_weight=weights)
         self._set_state(_TfidfState(grams, idf, regression.coef_.astype(np.float64),
                                     regression.intercept_.astype(np.float64), regression.classes_.astype(np.int64)))
         log.info("[%s] %s: %d n-grams from %d training texts", options.name, self.arch, len(grams), len(documents))
@@ -320,8 +298,8 @@ class NBLinearEstimator(_NgramLinear):
         for target in targets:
             positive = labels == target
             ratio = self._log_count_ratio(presence, positive)
-            regression = _fit_logistic(presence @ diags(ratio), positive.astype(np.int64), weights, self.params,
-                                       options.name, f"the NB-LR model of class {int(target)}")
+            regression = fit_logistic(presence @ diags(ratio), positive.astype(np.int64), self.params, options.name,
+                                      f"the NB-LR model of class {int(target)}", sample_weight=weights)
             ratios.append(ratio)
             coef.append(regression.coef_[0].astype(np.float64))
             intercept.append(float(regression.intercept_[0]))
