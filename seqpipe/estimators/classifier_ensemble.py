@@ -68,6 +68,7 @@ class ClassifierEnsembleEstimator(ClassifierEstimator):
             raise ValueError(f"{cls.arch}: a member cannot be another {cls.arch}")
         count = len(params.members) * params.seeds
         plans = classifier_member_plans(params, torch.randint(0, MAX_SEED, (count,)).tolist())
+
         def build(index: int, plan: ClassifierMemberPlan) -> ClassifierEstimator:
             try:
                 return build_estimator(plan.arch, shape, plan.params)
