@@ -7,8 +7,9 @@ each config (``seqpipe.tasks.classify.kinds.kind_of``) reads its source and prep
 ``seqpipe prepare`` does, and ``classifier_shape`` gives the models their shape. One run
 measures, per config and on the same test split:
 
-- every model of the config: the networks and seqpipe's own references (``majority``,
-  ``minirocket`` for sequences; ``majority``, ``tfidf_linear`` for texts), each seeded with
+- every model of the config: the networks, the ensembles and seqpipe's own references
+  (``majority``, ``minirocket`` for sequences; ``majority``, ``tfidf_linear``, ``nb_linear``
+  for texts: every model that fits without the training loop), each seeded with
   ``seed_everything(training.seed, threads)`` and built by ``build_estimator`` with the
   pipeline's ``ClassifierShape``, then fitted on the training split with early stopping
   on the validation split, as ``seqpipe train`` does;
