@@ -97,7 +97,7 @@ from seqpipe.data.sequences import LABEL, SequenceLayout, channel_columns
 from seqpipe.data.text_prepare import PreparedTexts
 from seqpipe.data.texts import REUTERS_R8, ROTTEN_TOMATOES, SPLIT
 from seqpipe.estimators import FitOptions, build_estimator
-from seqpipe.estimators.classification import SequenceBatch
+from seqpipe.estimators.classification import SequenceBatch, fitted_numbers
 from seqpipe.evaluation.classification import HIGHER_IS_BETTER, classification_scores
 from seqpipe.steps.fitting import train_settings
 from seqpipe.tasks.classify.kinds import Prepared, classifier_shape, is_text, kind_of
@@ -240,14 +240,6 @@ def chosen_specs(cfg: PipelineConfig, names: list[str] | None) -> list[ModelSpec
     return [listed[name] if name in listed else spec_from_file(cfg, name) for name in names]
 
 
-def parameter_count(description: dict) -> int:
-    """Fitted numbers: a network's weights, MiniRocket's regression coefficients, the majority's class shares."""
-    for key in ("parameters", "coefficients", "classes"):
-        if key in description:
-            return int(description[key])
-    raise ValueError(f"no parameter count in {sorted(description)}")
-
-
 def timed(call: Callable[[], object]) -> tuple[object, float]:
     started = time.perf_counter()
     result = call()
@@ -266,7 +258,7 @@ def measure_model(spec: ModelSpec, prepared: Prepared, settings: TrainSettings, 
     probabilities, predict_seconds = timed(lambda: estimator.predict_proba(test))
     return Row(spec.name, KIND_MODEL if estimator.trainable else KIND_REFERENCE,
                classification_scores(test_labels, probabilities, bins), val_scores[metric], fit_seconds,
-               predict_seconds, parameter_count(estimator.describe()), str(len(data.train)))
+               predict_seconds, fitted_numbers(estimator.describe()), str(len(data.train)))
 
 
 # -- outside reference 1: per-channel mean and standard deviation + logistic regression --------

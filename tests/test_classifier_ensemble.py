@@ -56,6 +56,9 @@ def test_members_are_every_entry_and_copy_and_the_prediction_is_their_mean_proba
     assert [fit.label for fit in result.members] == [plan.label(i) for i, plan in enumerate(ensemble.plans)]
     assert result.best_val_loss == pytest.approx(log_loss(data.val_labels, ensemble.predict_proba(data.val)))
     assert ensemble.trainable and set(ensemble.requirements) == {"scikit-learn"}
+    # What it fitted is what its members fitted: the regressions' coefficients and the networks' weights.
+    assert ensemble.describe()["parameters"] == (2 * ensemble.members[0].describe()["coefficients"]
+                                                 + 2 * ensemble.members[2].describe()["parameters"])
 
 
 def test_save_load_round_trip_predicts_identically_and_the_same_seed_refits_identically(fitted, tmp_path):

@@ -45,6 +45,15 @@ class ClassifyFitData:
     class_weights: np.ndarray | None = None  # (classes,) loss weights, None: every class alike
 
 
+def fitted_numbers(description: dict[str, Any]) -> int:
+    """How many numbers a classifier fitted, read from its ``describe()``: a network's weights, a regression's
+    coefficients, the majority class's class shares, an ensemble's members' together."""
+    for key in ("parameters", "coefficients", "classes"):
+        if key in description:
+            return int(description[key])
+    raise ValueError(f"no count of fitted numbers in {sorted(description)}")
+
+
 class ClassifierEstimator(ABC):
     arch: str
     # Packages a served model of this kind needs besides seqpipe's own.

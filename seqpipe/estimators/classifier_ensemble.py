@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqpipe.estimators.classification import ClassifierEstimator, ClassifyFitData, SequenceBatch
+from seqpipe.estimators.classification import ClassifierEstimator, ClassifyFitData, SequenceBatch, fitted_numbers
 from seqpipe.estimators.ensemble import MAX_SEED, load_members, member_checkpoint, save_members, seeded_members
 from seqpipe.estimators.interface import FitOptions
 from seqpipe.evaluation.classification import log_loss
@@ -83,7 +83,8 @@ class ClassifierEnsembleEstimator(ClassifierEstimator):
 
     def describe(self) -> dict[str, Any]:
         return {"combine": "mean", "members": len(self.members),
-                "member_archs": ",".join(sorted({plan.arch for plan in self.plans})), "seeds": self.params.seeds}
+                "member_archs": ",".join(sorted({plan.arch for plan in self.plans})), "seeds": self.params.seeds,
+                "parameters": sum(fitted_numbers(member.describe()) for member in self.members)}
 
     def fit(self, data: ClassifyFitData, settings: TrainSettings, options: FitOptions = FitOptions()) -> FitResult:
         fits = []
