@@ -240,6 +240,13 @@ def chosen_specs(cfg: PipelineConfig, names: list[str] | None) -> list[ModelSpec
     return [listed[name] if name in listed else spec_from_file(cfg, name) for name in names]
 
 
+def fitted_count(estimator: object) -> int:
+    count = fitted_numbers(estimator.describe())
+    if count is None:
+        raise ValueError(f"{estimator.arch} reports no count of fitted numbers after fitting")
+    return count
+
+
 def timed(call: Callable[[], object]) -> tuple[object, float]:
     started = time.perf_counter()
     result = call()
@@ -258,7 +265,7 @@ def measure_model(spec: ModelSpec, prepared: Prepared, settings: TrainSettings, 
     probabilities, predict_seconds = timed(lambda: estimator.predict_proba(test))
     return Row(spec.name, KIND_MODEL if estimator.trainable else KIND_REFERENCE,
                classification_scores(test_labels, probabilities, bins), val_scores[metric], fit_seconds,
-               predict_seconds, fitted_numbers(estimator.describe()), str(len(data.train)))
+               predict_seconds, fitted_count(estimator), str(len(data.train)))
 
 
 # -- outside reference 1: per-channel mean and standard deviation + logistic regression --------

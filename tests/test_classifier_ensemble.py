@@ -99,6 +99,12 @@ def test_an_ensemble_killed_in_a_network_member_resumes_to_the_uninterrupted_res
     np.testing.assert_array_equal(_fitted(checkpoint)[0].predict_proba(batch), fitted[0].predict_proba(batch))
 
 
+def test_an_unfitted_ensemble_describes_itself_without_a_size():
+    seed_everything(3, num_threads=1)
+    described = build_estimator("classifier_ensemble", SHAPE, PARAMS).describe()
+    assert described == {"combine": "mean", "members": 4, "member_archs": "fasttext,nb_linear", "seeds": 2}
+
+
 def test_a_member_that_cannot_read_the_data_is_refused_naming_it():
     numeric = replace(SHAPE, vocabulary=0, channels=3)
     with pytest.raises(ValueError, match=r"classifier_ensemble: member 00-nb_linear-copy0: nb_linear classifies texts"):

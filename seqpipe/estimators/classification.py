@@ -45,13 +45,14 @@ class ClassifyFitData:
     class_weights: np.ndarray | None = None  # (classes,) loss weights, None: every class alike
 
 
-def fitted_numbers(description: dict[str, Any]) -> int:
+def fitted_numbers(description: dict[str, Any]) -> int | None:
     """How many numbers a classifier fitted, read from its ``describe()``: a network's weights, a regression's
-    coefficients, the majority class's class shares, an ensemble's members' together."""
+    coefficients, the majority class's class shares, an ensemble's members' together; None before a reference
+    is fitted (its size follows from the training data)."""
     for key in ("parameters", "coefficients", "classes"):
         if key in description:
             return int(description[key])
-    raise ValueError(f"no count of fitted numbers in {sorted(description)}")
+    return None
 
 
 class ClassifierEstimator(ABC):

@@ -82,9 +82,11 @@ class ClassifierEnsembleEstimator(ClassifierEstimator):
         return any(member.trainable for member in self.members)
 
     def describe(self) -> dict[str, Any]:
+        counts = [fitted_numbers(member.describe()) for member in self.members]
+        fitted = {} if None in counts else {"parameters": sum(counts)}
         return {"combine": "mean", "members": len(self.members),
                 "member_archs": ",".join(sorted({plan.arch for plan in self.plans})), "seeds": self.params.seeds,
-                "parameters": sum(fitted_numbers(member.describe()) for member in self.members)}
+                **fitted}
 
     def fit(self, data: ClassifyFitData, settings: TrainSettings, options: FitOptions = FitOptions()) -> FitResult:
         fits = []
