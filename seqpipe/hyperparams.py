@@ -375,14 +375,22 @@ class TextDeepEnsembleParams:
     member_params: dict[str, Any] = field(default_factory=dict)
 
 
+# How a linear text model is fitted on its features: a multinomial logistic regression, or a
+# linear SVM (squared hinge, one class against the rest) whose scores a temperature fitted on
+# the validation split turns into probabilities.
+LinearLoss = Literal["logistic", "squared_hinge"]
+
+
 @dataclass(frozen=True)
 class TfidfLinearParams:
-    """TF-IDF of each text's token n-grams (1 to ngram_max), then a multinomial logistic regression."""
+    """TF-IDF of each text's token n-grams (1 to ngram_max), then a linear model: logistic regression or linear SVM."""
 
     ngram_max: int = _bounded(2, "longest n-gram of token ids counted: 1 words, 2 words and bigrams", ge=1)
     min_df: int = _bounded(1, "an n-gram in fewer training texts than this is dropped", ge=1)
     sublinear_tf: bool = True  # 1 + log(count) rather than the count
-    # Inverse L2 strength of the logistic regression on the L2-normalised TF-IDF rows.
+    loss: LinearLoss = _bounded("logistic", "logistic (a multinomial regression) | squared_hinge (a linear SVM, "
+                                "its probabilities a softmax of its scores at a temperature fitted on validation)")
+    # Inverse L2 strength (scikit-learn's C) of the linear model on the L2-normalised TF-IDF rows.
     regularization: float = _bounded(10.0, gt=0)
     max_iter: int = _bounded(1000, gt=0)
 

@@ -369,8 +369,8 @@ def test_tfidf_linear_saves_without_a_pickle_and_loads_identically(tmp_path):
     estimator.save(tmp_path / "tfidf")
     spec = json.loads((tmp_path / "tfidf" / "model.json").read_text())
     assert spec["arch"] == "tfidf_linear" and spec["shape"]["vocabulary"] == VOCABULARY
-    assert spec["params"] == {"ngram_max": 2, "min_df": 1, "sublinear_tf": True, "regularization": 10.0,
-                              "max_iter": 1000}
+    assert spec["params"] == {"ngram_max": 2, "min_df": 1, "sublinear_tf": True, "loss": "logistic",
+                              "regularization": 10.0, "max_iter": 1000}
     grams = json.loads((tmp_path / "tfidf" / spec["grams"]).read_text())
     with np.load(tmp_path / "tfidf" / spec["arrays"], allow_pickle=False) as arrays:
         assert all(arrays[name].dtype != object for name in arrays.files)
@@ -403,6 +403,50 @@ def _binary_texts(n: int, seed: int) -> tuple[SequenceBatch, np.ndarray]:
     batch, labels = _texts(n * 2, seed)
     keep = np.flatnonzero(labels < 2)[:n]
     return SequenceBatch(batch.x[keep], batch.lengths[keep]), labels[keep]
+
+
+@pytest.mark.parametrize("classes", [2, CLASSES])
+def test_tfidf_svm_predicts_as_linearsvc_with_the_validation_log_loss_minimising_temperature(classes):
+    from sklearn.svm import LinearSVC
+
+    shape = replace(SHAPE, classes=classes)
+    data = _fit_data(192, 96)
+    # Two classes: the third class's texts join the second.
+    data = replace(data, train_labels=np.minimum(data.train_labels, classes - 1),
+                   val_labels=np.minimum(data.val_labels, classes - 1))
+    estimator = TfidfLinearEstimator(shape, {"loss": "squared_hinge", "regularization": 1.0})
+    result = estimator.fit(data, SETTINGS)
+    svm = LinearSVC(C=1.0).fit(estimator.features(data.train), data.train_labels)
+    test, _ = _texts(128, 13)
+    probabilities = estimator.predict_proba(test)
+    np.testing.assert_allclose(probabilities.sum(1), 1.0, atol=1e-12)
+    # The temperature scales the SVM's scores: the predicted class is the SVM's own.
+    assert np.array_equal(probabilities.argmax(1), svm.predict(estimator.features(test)))
+    temperature = estimator._state.temperature
+    assert temperature != 1.0 and result.best_val_loss == pytest.approx(
+        log_loss(data.val_labels, estimator.predict_proba(data.val)))
+
+    def val_loss_at(t: float) -> float:
+        return log_loss(data.val_labels, estimator.probabilities_of(estimator.logits(data.val) * t / temperature))
+
+    assert val_loss_at(temperature) < min(val_loss_at(temperature * 1.2), val_loss_at(temperature / 1.2))
+
+
+def test_tfidf_svm_learns_the_keyword_saves_its_temperature_and_needs_a_validation_split(tmp_path):
+    data = _fit_data()
+    estimator = TfidfLinearEstimator(SHAPE, {"loss": "squared_hinge", "regularization": 1.0})
+    estimator.fit(data, SETTINGS)
+    test, labels = _texts(256, 6)
+    assert _accuracy(estimator.predict_proba(test), labels) > 0.9
+    estimator.save(tmp_path / "svm")
+    loaded = TfidfLinearEstimator.load(tmp_path / "svm")
+    assert loaded._state.temperature == estimator._state.temperature
+    assert np.array_equal(loaded.predict_proba(test), estimator.predict_proba(test))
+    empty = replace(data, val=SequenceBatch(data.val.x[:0], data.val.lengths[:0]), val_labels=data.val_labels[:0])
+    with pytest.raises(ValueError, match="loss squared_hinge .* validation split, which is empty"):
+        TfidfLinearEstimator(SHAPE, {"loss": "squared_hinge"}).fit(empty, SETTINGS)
+    with pytest.raises(ValueError, match="param 'loss'"):
+        TfidfLinearEstimator(SHAPE, {"loss": "hinge"})
 
 
 @pytest.mark.parametrize("classes", [2, CLASSES])

@@ -194,18 +194,35 @@ class _MiniRocketState:
 def fit_logistic(features: Any, labels: np.ndarray, params: Any, name: str, what: str, **options: Any) -> Any:
     """scikit-learn's logistic regression (``params.regularization`` is C) fitted on ``features``; a warning naming
     ``what`` if it stops before converging. ``options`` go to ``fit`` (``sample_weight``) or the model."""
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
     sample_weight = options.pop("sample_weight", None)
     regression = LogisticRegression(C=params.regularization, max_iter=params.max_iter, **options)
+    return _fit_warning_unconverged(regression, features, labels, sample_weight, params, name,
+                                    f"{what}'s logistic regression")
+
+
+def fit_linear_svm(features: Any, labels: np.ndarray, params: Any, name: str, what: str,
+                   sample_weight: np.ndarray | None = None) -> Any:
+    """scikit-learn's ``LinearSVC`` (squared hinge, one class against the rest; ``params.regularization`` is C)
+    fitted on ``features``; a warning naming ``what`` if it stops before converging."""
+    from sklearn.svm import LinearSVC
+
+    svm = LinearSVC(C=params.regularization, max_iter=params.max_iter)
+    return _fit_warning_unconverged(svm, features, labels, sample_weight, params, name, f"{what}'s linear SVM")
+
+
+def _fit_warning_unconverged(model: Any, features: Any, labels: np.ndarray, sample_weight: np.ndarray | None,
+                             params: Any, name: str, what: str) -> Any:
+    from sklearn.exceptions import ConvergenceWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        regression.fit(features, labels, sample_weight=sample_weight)
+        model.fit(features, labels, sample_weight=sample_weight)
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
-        log.warning("[%s] %s's logistic regression did not converge in max_iter=%d iterations; raise max_iter or "
-                    "lower regularization", name, what, params.max_iter)
-    return regression
+        log.warning("[%s] %s did not converge in max_iter=%d iterations; raise max_iter or lower regularization",
+                    name, what, params.max_iter)
+    return model
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -9,7 +9,12 @@ logistic regression:
 
 - ``tfidf_linear``: TF-IDF as scikit-learn's ``TfidfVectorizer`` weighs by default
   (sublinear counts if asked, smooth idf ``ln((1 + n) / (1 + df)) + 1``, every row scaled
-  to unit L2 norm), read by a multinomial logistic regression;
+  to unit L2 norm), read by a multinomial logistic regression or (``loss: squared_hinge``)
+  a linear SVM. An SVM's scores are margins, not log-odds: its probabilities are the
+  softmax of its scores times one temperature, the one that minimises the validation
+  split's log loss (Guo et al. 2017). The temperature changes no predicted class, so the
+  validation accuracy and macro-F1 that selection reads are the SVM's own; the
+  validation log loss it reports is the calibrated one;
 - ``nb_linear``: NBSVM's features with a logistic regression, "NB-LR" (Wang and Manning
   2012): a text's n-gram presence (0 or 1), each n-gram scaled by its naive Bayes
   log-count ratio ``r = log((p / |p|_1) / (q / |q|_1))``, where ``p`` and ``q`` are the
@@ -39,11 +44,14 @@ from seqpipe.estimators.interface import FitOptions
 from seqpipe.estimators.references import (
     ARRAYS_FILE,
     _check_batch,
+    _check_labels,
     _read_spec,
     _ReferenceClassifier,
     _softmax,
+    fit_linear_svm,
     fit_logistic,
 )
+from seqpipe.evaluation.classification import log_loss
 from seqpipe.models.classifiers.shape import ClassifierShape
 from seqpipe.training import FitResult, TrainSettings
 
@@ -52,6 +60,9 @@ log = logging.getLogger(__name__)
 GRAMS_FILE = "grams.json"
 # Joins an n-gram's token ids into its name: "12_40".
 GRAM_SEPARATOR = "_"
+# Where the SVM's temperature is searched: wide enough for the scores of unit-norm TF-IDF rows,
+# whose margins sit near 1, to become anything from nearly uniform to nearly certain.
+TEMPERATURE_RANGE = (1e-2, 1e3)
 
 
 def text_grams(ids: np.ndarray, ngram_max: int) -> list[str]:
@@ -77,19 +88,28 @@ class _TfidfState:
     idf: np.ndarray  # (features,) float64
     coef: np.ndarray  # (classes seen, features), or (1, features) with two classes, as sklearn keeps it
     intercept: np.ndarray
-    classes: np.ndarray  # the class indices the logistic regression saw, its output columns' order
+    classes: np.ndarray  # the class indices the linear model saw, its output columns' order
+    temperature: float = 1.0  # the logits are the linear scores times this: 1 for a logistic regression
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"idf": self.idf, "coef": self.coef, "intercept": self.intercept, "classes": self.classes}
+        return {"idf": self.idf, "coef": self.coef, "intercept": self.intercept, "classes": self.classes,
+                "temperature": np.asarray(self.temperature)}
 
     @classmethod
     def from_arrays(cls, grams: list[str], arrays: Any) -> _TfidfState:
-        return cls(grams, arrays["idf"], arrays["coef"], arrays["intercept"], arrays["classes"].astype(np.int64))
+        # Models saved before the SVM option hold no temperature: theirs is a regression's, 1.
+        temperature = float(arrays["temperature"]) if "temperature" in arrays.files else 1.0
+        return cls(grams, arrays["idf"], arrays["coef"], arrays["intercept"], arrays["classes"].astype(np.int64),
+                   temperature)
 
     @property
     def weights(self) -> np.ndarray:
         """The coefficients each logit applies to the feature rows, ``(logits, features)``."""
-        return self.coef
+        return self.coef * self.temperature
+
+    @property
+    def bias(self) -> np.ndarray:
+        return self.intercept * self.temperature
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +133,10 @@ class _NBState:
     def weights(self) -> np.ndarray:
         # A regression on x * r has the logit x . (r * w) + b: one product serves prediction.
         return self.ratios * self.coef
+
+    @property
+    def bias(self) -> np.ndarray:
+        return self.intercept
 
 
 class _NgramLinear(_ReferenceClassifier):
@@ -173,10 +197,13 @@ class _NgramLinear(_ReferenceClassifier):
         """The feature rows ``(n, grams)`` the logits read, a SciPy CSR matrix."""
         raise NotImplementedError
 
-    def predict_proba(self, batch: SequenceBatch) -> np.ndarray:
-        """Class probabilities from the logits; classes absent from training get 0."""
+    def logits(self, batch: SequenceBatch) -> np.ndarray:
+        """The linear model's logits ``(n, logits)``: one per class seen, or one of the second class with two."""
         state = self._fitted_state()
-        logits = np.asarray(self.features(batch) @ state.weights.T) + state.intercept
+        return np.asarray(self.features(batch) @ state.weights.T) + state.bias
+
+    def probabilities_of(self, logits: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, classes)`` from ``logits``; classes absent from training get 0."""
         if logits.shape[1] == 1:
             # With two classes sklearn keeps one logit z, of the second class: softmax of
             # (-z/2, z/2) is its (1 - sigmoid(z), sigmoid(z)).
@@ -186,9 +213,13 @@ class _NgramLinear(_ReferenceClassifier):
             seen = odds / odds.sum(axis=1, keepdims=True)
         else:
             seen = _softmax(logits)
-        probabilities = np.zeros((len(batch), self.shape.classes))
-        probabilities[:, state.classes] = seen
+        probabilities = np.zeros((len(logits), self.shape.classes))
+        probabilities[:, self._fitted_state().classes] = seen
         return probabilities
+
+    def predict_proba(self, batch: SequenceBatch) -> np.ndarray:
+        """Class probabilities from the logits; classes absent from training get 0."""
+        return self.probabilities_of(self.logits(batch))
 
     def save(self, folder: Path) -> None:
         if self._state is None:
@@ -212,10 +243,12 @@ class _NgramLinear(_ReferenceClassifier):
 
 
 class TfidfLinearEstimator(_NgramLinear):
-    """TF-IDF of each text's token 1..``ngram_max``-grams, then a multinomial logistic regression (scikit-learn).
+    """TF-IDF of each text's token 1..``ngram_max``-grams, then a multinomial logistic regression or, with
+    ``loss: squared_hinge``, a linear SVM whose scores a temperature fitted on validation makes probabilities
+    (scikit-learn).
 
     Class weights, when the fit data has them, weigh each training text by its class's
-    weight in the regression's loss.
+    weight in the linear model's loss.
     """
 
     arch = "tfidf_linear"
@@ -246,12 +279,32 @@ class TfidfLinearEstimator(_NgramLinear):
         # The regression is fitted on the same transform prediction runs, with placeholder coefficients.
         self._set_state(_TfidfState(grams, idf, np.zeros((0, len(grams))), np.zeros(0), present))
         weights = None if data.class_weights is None else np.asarray(data.class_weights, dtype=np.float64)[labels]
-        regression = fit_logistic(self.features(data.train), labels, self.params, options.name, "the TF-IDF model",
-                                  sample_weight=weights)
-        self._set_state(_TfidfState(grams, idf, regression.coef_.astype(np.float64),
-                                    regression.intercept_.astype(np.float64), regression.classes_.astype(np.int64)))
+        fit_linear = fit_linear_svm if self.params.loss == "squared_hinge" else fit_logistic
+        linear = fit_linear(self.features(data.train), labels, self.params, options.name, "the TF-IDF model",
+                            sample_weight=weights)
+        self._set_state(_TfidfState(grams, idf, linear.coef_.astype(np.float64), linear.intercept_.astype(np.float64),
+                                    linear.classes_.astype(np.int64)))
+        if self.params.loss == "squared_hinge":
+            self._set_state(dataclasses.replace(self._state, temperature=self._validation_temperature(data, options)))
         log.info("[%s] %s: %d n-grams from %d training texts", options.name, self.arch, len(grams), len(documents))
         return self._fitted(data, started, options)
+
+    def _validation_temperature(self, data: ClassifyFitData, options: FitOptions) -> float:
+        """The temperature of the scores that minimises the validation split's log loss."""
+        from scipy.optimize import minimize_scalar
+
+        if not len(data.val):
+            raise ValueError(f"{self.arch} with loss squared_hinge turns its SVM scores into probabilities with a "
+                             f"temperature fitted on the validation split, which is empty; give the split a "
+                             f"validation share or use loss logistic")
+        labels = _check_labels(data.val_labels, data.val, self.shape.classes, "validation")
+        scores = self.logits(data.val)
+        fitted = minimize_scalar(lambda log_t: log_loss(labels, self.probabilities_of(scores * np.exp(log_t))),
+                                 bounds=np.log(TEMPERATURE_RANGE), method="bounded")
+        temperature = float(np.exp(fitted.x))
+        log.info("[%s] %s: SVM scores times %.3f make the probabilities (validation log loss %.4f)", options.name,
+                 self.arch, temperature, fitted.fun)
+        return temperature
 
 
 class NBLinearEstimator(_NgramLinear):
