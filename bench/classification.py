@@ -228,8 +228,8 @@ def spec_from_file(cfg: PipelineConfig, name: str) -> ModelSpec:
     if not path.is_file():
         raise SystemExit(f"--models: '{name}' is neither in {cfg.conf_dir}/pipeline.yaml nor a file {path}")
     raw = yaml.safe_load(path.read_text())
-    params = raw.get("params") or {}
-    return MODEL_SPECS[raw["arch"]].model_validate({"name": name, "arch": raw["arch"], "params": params})
+    return MODEL_SPECS[raw["arch"]].model_validate({"name": name, "arch": raw["arch"], "params": raw.get("params") or {},
+                                                    "training": raw.get("training") or {}})
 
 
 def chosen_specs(cfg: PipelineConfig, names: list[str] | None) -> list[ModelSpec]:
@@ -245,6 +245,15 @@ def fitted_count(estimator: object) -> int:
     if count is None:
         raise ValueError(f"{estimator.arch} reports no count of fitted numbers after fitting")
     return count
+
+
+def training_summary(cfg: PipelineConfig, specs: list[ModelSpec], max_epochs: int | None) -> str:
+    """The pipeline's training settings and each model's own, in words."""
+    base = f"at most {max_epochs or cfg.training.max_epochs} epochs, patience {cfg.training.patience}, learning rate " \
+           f"{cfg.training.learning_rate}, seed {cfg.training.seed}"
+    own = [f"{spec.name} " + ", ".join(f"{key} {value}" for key, value in spec.training.items())
+           for spec in specs if spec.training]
+    return base + "".join(f"; {text}" for text in own)
 
 
 def timed(call: Callable[[], object]) -> tuple[object, float]:
@@ -546,8 +555,12 @@ def run_config(conf: Path, args: argparse.Namespace, taken: set[str]) -> tuple[s
     specs = chosen_specs(cfg, args.models)
     metric, bins = cfg.classify.evaluation.metric, cfg.classify.evaluation.calibration_bins
     threads = args.threads or cfg.training.num_threads
-    settings = dataclasses.replace(train_settings(cfg), max_epochs=args.max_epochs or cfg.training.max_epochs,
-                                   num_threads=threads)
+
+    def settings_of(spec: ModelSpec) -> TrainSettings:
+        """The model's training settings as the pipeline makes them, with this run's threads and epoch cap."""
+        own = train_settings(cfg, spec)
+        return dataclasses.replace(own, max_epochs=args.max_epochs or own.max_epochs, num_threads=threads)
+
     prepared, own_split = prepared_data(cfg, args.split)
     texts = is_text(prepared)
     counts = split_counts(prepared)
@@ -557,7 +570,7 @@ def run_config(conf: Path, args: argparse.Namespace, taken: set[str]) -> tuple[s
     rows, failed = [], []
     for spec in specs:
         try:
-            rows.append(measure_model(spec, prepared, settings, metric, bins))
+            rows.append(measure_model(spec, prepared, settings_of(spec), metric, bins))
             log.info("%s: test accuracy %.4f, fitted in %.1fs", spec.name, rows[-1].scores["accuracy"],
                      rows[-1].fit_seconds)
         except Exception as exc:  # one broken model must not lose an hour of measurements
@@ -579,8 +592,8 @@ def run_config(conf: Path, args: argparse.Namespace, taken: set[str]) -> tuple[s
     print(f"\n# {'Text' if texts else 'Sequence'} classification: {dataset}, split {args.split} "
           f"({counts['train']} train / {counts['val']} val / {counts['test']} test {unit}; {conf})\n")
     print(f"Test scores, sorted by test accuracy; `selected` is the best validation {metric} among the config's "
-          f"models (test not consulted). At most {settings.max_epochs} epochs, patience {settings.patience}, "
-          f"seed {settings.seed}, {threads or 'all'} threads.\n")
+          f"models (test not consulted). Training: {training_summary(cfg, specs, args.max_epochs)}, "
+          f"{threads or 'all'} threads.\n")
     print(markdown_table(rows, selected, metric))
     print()
     if texts:

@@ -184,6 +184,25 @@ def _section_schema(cls: type, name: str) -> type[BaseModel]:
 TrainingConfig = _section_schema(hyperparams.TrainSettings, "TrainingConfig")
 
 
+def model_training_valid(training: Any, where: str = "") -> dict[str, Any]:
+    """A model's own ``training`` settings: a mapping of the keys in ``PER_MODEL_TRAINING``, each valid as the
+    ``training`` section would take it. They replace the pipeline's values for that model alone. Errors start
+    with ``where``, the mapping's key path, where the caller's own error does not name it."""
+    prefix = f"{where}: " if where else ""
+    if not isinstance(training, dict):
+        raise ValueError(f"{prefix}must map training settings to values, got {training!r}")
+    refused = sorted(set(training) - hyperparams.PER_MODEL_TRAINING)
+    if refused:
+        raise ValueError(f"{prefix}{refused} cannot be set per model; a model may set "
+                         f"{sorted(hyperparams.PER_MODEL_TRAINING)}")
+    try:
+        TrainingConfig.model_validate(training)
+    except ValidationError as exc:
+        raise ValueError("; ".join(f"{where + '.' if where else ''}{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                   for e in exc.errors())) from None
+    return training
+
+
 def _params_schema(cls: type) -> type[BaseModel]:
     """A strict pydantic model of the params dataclass ``cls``: same fields, types and defaults.
 
@@ -240,13 +259,22 @@ def _member_params_match(value: dict[str, Any], info: ValidationInfo) -> dict[st
     return value
 
 
-def _members_valid(members: list[dict[str, Any]], allowed: frozenset[str], what: str) -> list[dict[str, Any]]:
-    """Each member is ``{arch, params}`` of an architecture in ``allowed``, its params typed."""
+def _own_training_valid(training: Any) -> dict[str, Any]:
+    return model_training_valid(training)
+
+
+def _members_valid(members: list[dict[str, Any]], allowed: frozenset[str], what: str,
+                   keys: frozenset[str] = frozenset({"arch", "params"})) -> list[dict[str, Any]]:
+    """Each member is ``{arch, params}`` (or the other ``keys``) of an architecture in ``allowed``, its params
+    typed."""
+    shown = "{" + ", ".join(sorted(keys, key=("arch", "params", "training").index)) + "}"
     for index, member in enumerate(members):
         where = f"members[{index}]"
-        extra = sorted(set(member) - {"arch", "params"})
+        extra = sorted(set(member) - keys)
         if extra or "arch" not in member:
-            raise ValueError(f"{where}: a member is {{arch, params}}, got keys {sorted(member)}")
+            raise ValueError(f"{where}: a member is {shown}, got keys {sorted(member)}")
+        if "training" in member:
+            model_training_valid(member["training"], f"{where}.training")
         arch = member["arch"]
         if arch not in allowed:
             raise ValueError(f"{where}.arch: '{arch}' is not {what} an ensemble can hold; known: {sorted(allowed)}")
@@ -268,7 +296,8 @@ def _ensemble_members_valid(members: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 def _classifier_ensemble_members_valid(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return _members_valid(members, _CLASSIFIER_MEMBERS, "a classifier")
+    return _members_valid(members, _CLASSIFIER_MEMBERS, "a classifier",
+                          frozenset({"arch", "params", "training"}))
 
 
 def _typed_params(cls: type, schema: type[BaseModel]) -> Any:
@@ -293,6 +322,8 @@ MODEL_SPECS: dict[str, type[BaseModel]] = {
         __doc__=f"One model of arch {arch}: ``name`` picks ``conf/models/<name>.yaml``.",
         name=(str, ...), arch=(Literal[arch], ...),
         params=(_typed_params(cls, PARAMS_SCHEMAS[cls]), cls()),
+        training=(dict[str, Any], {}),
+        __validators__={"_training_valid": field_validator("training")(_own_training_valid)},
     )
     for arch, cls in hyperparams.PARAMS.items()
 }
@@ -735,9 +766,10 @@ def _resolve_models(conf_dir: Path, names: Any, overrides: Any) -> list[Any]:
     for name in names:
         model_file = conf_dir / MODELS_DIR / f"{name}.yaml"  # PipelineConfig.model_file, before it exists
         base = _read_yaml(model_file)
-        unknown = set(base) - {"arch", "params"}
+        unknown = set(base) - {"arch", "params", "training"}
         if unknown:
-            raise ConfigError(f"{model_file}: unknown keys {sorted(unknown)}; expected 'arch' and 'params'")
+            raise ConfigError(f"{model_file}: unknown keys {sorted(unknown)}; expected 'arch', 'params' and "
+                              f"optionally 'training'")
         if "arch" not in base:
             raise ConfigError(f"{model_file}: missing 'arch'")
         arch, own, override = base["arch"], base.get("params") or {}, overrides.get(name) or {}
@@ -749,7 +781,8 @@ def _resolve_models(conf_dir: Path, names: Any, overrides: Any) -> list[Any]:
         if spec_model is None:
             raise ConfigError(f"{model_file}: arch: unknown architecture {arch!r}; known: {sorted(MODEL_SPECS)}")
         try:
-            resolved.append(spec_model.model_validate({"name": name, "arch": arch, "params": {**own, **override}}))
+            resolved.append(spec_model.model_validate({"name": name, "arch": arch, "params": {**own, **override},
+                                                       "training": base.get("training") or {}}))
         except ValidationError as exc:
             raise ConfigError(_format_model_errors(model_file, pipeline_file, name, override, exc)) from None
     return resolved

@@ -54,6 +54,11 @@ def _loss_field() -> Any:
 # Settings that change how fast or how visibly a model trains, never what it learns: cache
 # keys and checkpoint signatures leave them out.
 NOT_IN_WEIGHTS = frozenset({"progress", "progress_interval", "num_threads"})
+# The training settings a model's own file (``training:`` beside ``params:``) or a classifier
+# ensemble's member may set for that model alone: how its optimiser runs. Where it runs, its
+# seed and how it reports stay the pipeline's.
+PER_MODEL_TRAINING = frozenset({"max_epochs", "batch_size", "learning_rate", "weight_decay", "patience",
+                                "grad_clip"})
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,19 @@ def test_an_unfitted_ensemble_describes_itself_without_a_size():
     assert described == {"combine": "mean", "members": 4, "member_archs": "fasttext,nb_linear", "seeds": 2}
 
 
+def test_a_member_fits_with_its_own_training_settings_over_the_ensembles():
+    seed_everything(3, num_threads=1)
+    params = {"members": [{"arch": "fasttext", "params": FASTTEXT, "training": {"max_epochs": 1}},
+                          {"arch": "fasttext", "params": FASTTEXT}]}
+    ensemble = build_estimator("classifier_ensemble", SHAPE, params)
+    result = ensemble.fit(_fit_data(256, 64), ENSEMBLE_SETTINGS)
+    short, plain = result.members
+    assert (short.result.epochs_run, plain.result.epochs_run) == (1, ENSEMBLE_SETTINGS.max_epochs)
+    assert short.params["training.max_epochs"] == 1 and "training.max_epochs" not in plain.params
+    with pytest.raises(ValueError, match=r"member 00-fasttext-copy0: training settings \['device'\] cannot be set"):
+        build_estimator("classifier_ensemble", SHAPE, {"members": [{"arch": "fasttext", "training": {"device": "cpu"}}]})
+
+
 def test_a_member_that_cannot_read_the_data_is_refused_naming_it():
     numeric = replace(SHAPE, vocabulary=0, channels=3)
     with pytest.raises(ValueError, match=r"classifier_ensemble: member 00-nb_linear-copy0: nb_linear classifies texts"):
@@ -121,7 +134,10 @@ def test_member_specs_are_checked_at_load_naming_the_member(tmp_path):
         ([{"arch": "lstm"}], r"members\[0\]\.arch: 'lstm' is not a classifier an ensemble can hold"),
         ([{"arch": "classifier_ensemble"}], r"members\[0\]\.arch: 'classifier_ensemble' is not a classifier"),
         ([{"arch": "fasttext", "params": {"buckets": 5}}], r"members\[0\]\.params\.buckets: Extra inputs"),
-        ([{"arch": "nb_linear", "parms": {}}], r"members\[0\]: a member is \{arch, params\}"),
+        ([{"arch": "nb_linear", "parms": {}}], r"members\[0\]: a member is \{arch, params, training\}"),
+        ([{"arch": "fasttext", "training": {"seed": 1}}], r"members\[0\]\.training: \['seed'\] cannot be set per model"),
+        ([{"arch": "fasttext", "training": {"patience": 0}}],
+         r"members\[0\]\.training\.patience: Input should be greater than 0"),
     ]:
         write_classify_config(tmp_path, SOURCE, {"combo": {"arch": "classifier_ensemble",
                                                            "params": {"members": members}}})

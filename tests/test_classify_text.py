@@ -40,7 +40,9 @@ SOURCE = {"kind": "csv", "path": "input/reviews.csv",
 MODELS = {
     "majority": {"arch": "majority", "params": {}},
     "tfidf": {"arch": "tfidf_linear", "params": {}},
-    "fasttext": {"arch": "fasttext", "params": {"embedding_dim": 16, "bigram_buckets": 1000}},
+    # fastText learns at its own rate, over the pipeline's 0.01.
+    "fasttext": {"arch": "fasttext", "params": {"embedding_dim": 16, "bigram_buckets": 1000},
+                 "training": {"learning_rate": 0.05}},
     "cnn": {"arch": "text_cnn", "params": {"embedding_dim": 16, "widths": [2, 3], "maps": 8}},
     "gru": {"arch": "text_gru", "params": {"embedding_dim": 16, "hidden_size": 16}},
 }
@@ -61,6 +63,9 @@ def test_a_text_classifier_is_trained_registered_and_served(tmp_path: Path):
     assert champion["test_accuracy"] >= 0.9  # two balanced classes: the majority class scores a half
 
     client, uri = _tracking(tmp_path)
+    runs = client.search_runs([client.get_experiment_by_name("classify-tests").experiment_id])
+    rates = {run.info.run_name: run.data.params.get("training.learning_rate") for run in runs}
+    assert (rates["fasttext"], rates["cnn"]) == ("0.05", "0.01")
     production = client.get_model_version_by_alias("tiny-classifier", "production")
     assert production.tags["seqpipe.model"] == champion["model"]
 

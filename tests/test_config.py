@@ -42,7 +42,8 @@ def test_model_overrides_merge_over_model_file(project):
     cfg = load_config(project / "conf")
     assert cfg.model("lstm").params == RecurrentParams(hidden_size=4, num_layers=1, dropout=0.0)
     assert cfg.model("lstm").model_dump(mode="json") == {
-        "name": "lstm", "arch": "lstm", "params": {"hidden_size": 4, "num_layers": 1, "dropout": 0.0, "loss": "mse"}}
+        "name": "lstm", "arch": "lstm", "params": {"hidden_size": 4, "num_layers": 1, "dropout": 0.0, "loss": "mse"},
+        "training": {}}
 
 
 def test_overrides_for_an_unlisted_model_are_refused(project):
@@ -129,6 +130,32 @@ def test_ensemble_member_params_are_checked_against_the_member_arch(project):
         load_config(project / "conf")
     _write_model(project / "conf", "deep_ensemble", "arch: deep_ensemble\nparams: {member_arch: grux}\n")
     with pytest.raises(ConfigError, match=r"params\.member_arch: .*unknown architecture 'grux'"):
+        load_config(project / "conf")
+
+
+def test_a_model_file_sets_its_own_training_settings_over_the_pipelines(project):
+    from seqpipe.steps.fitting import train_settings
+
+    conf = project / "conf"
+    (conf / "models" / "lstm.yaml").write_text("arch: lstm\nparams: {}\ntraining: {learning_rate: 0.05, max_epochs: 2}\n")
+    _edit(conf, lambda d: d.update(models=["lstm", "gru"]))
+    (conf / "models" / "gru.yaml").write_text("arch: gru\nparams: {}\n")
+    cfg = load_config(conf)
+    own, plain = train_settings(cfg, cfg.model("lstm")), train_settings(cfg, cfg.model("gru"))
+    assert (own.learning_rate, own.max_epochs) == (0.05, 2)
+    assert (plain.learning_rate, plain.max_epochs) == (cfg.training.learning_rate, cfg.training.max_epochs)
+    assert dataclasses.replace(own, learning_rate=plain.learning_rate, max_epochs=plain.max_epochs) == plain
+
+
+@pytest.mark.parametrize(("training", "error"), [
+    ("{seed: 3}", r"lstm\.yaml: training: .*\['seed'\] cannot be set per model; a model may set \['batch_size'"),
+    ("{learning_rate: -1.0}", r"lstm\.yaml: training: .*learning_rate: Input should be greater than 0"),
+    ("{learning_rat: 0.1}", r"lstm\.yaml: training: .*\['learning_rat'\] cannot be set per model"),
+    ("0.1", r"lstm\.yaml: training: Input should be a valid dictionary"),
+])
+def test_a_models_own_training_settings_are_checked_naming_the_file(project, training, error):
+    _write_model(project / "conf", "lstm", f"arch: lstm\nparams: {{}}\ntraining: {training}\n")
+    with pytest.raises(ConfigError, match=error):
         load_config(project / "conf")
 
 

@@ -1,8 +1,9 @@
 """An ensemble of classifiers of any kind: each member fitted on the same data, their class probabilities averaged.
 
 The members are built from ``ClassifierEnsembleParams``: every entry of ``members`` (an
-architecture and its params: a network, a reference, or a deep ensemble) times ``seeds``
-copies, each built and fitted from a seed of its own. Each member is fitted by its own
+architecture and its params: a network, a reference, or a deep ensemble; optionally
+``training`` settings of its own, such as a learning rate, over the pipeline's) times
+``seeds`` copies, each built and fitted from a seed of its own. Each member is fitted by its own
 estimator (a network by the one training loop, with its own checkpoint, so a killed
 ensemble resumes member by member), and the prediction is the plain mean of the
 members' probabilities: no weight is fitted, so nothing of the ensemble is chosen on
@@ -13,7 +14,7 @@ serves as one model.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,19 +25,21 @@ from seqpipe.estimators.classification import ClassifierEstimator, ClassifyFitDa
 from seqpipe.estimators.ensemble import MAX_SEED, load_members, member_checkpoint, save_members, seeded_members
 from seqpipe.estimators.interface import FitOptions
 from seqpipe.evaluation.classification import log_loss
-from seqpipe.hyperparams import ClassifierEnsembleParams, parse_params
+from seqpipe.hyperparams import PER_MODEL_TRAINING, ClassifierEnsembleParams, parse_params
 from seqpipe.models.classifiers.shape import ClassifierShape
 from seqpipe.training import FitResult, MemberFit, TrainSettings
 
 
 @dataclass(frozen=True)
 class ClassifierMemberPlan:
-    """What one member is: its architecture and params, and the seed it is built and fitted from."""
+    """What one member is: its architecture and params, the seed it is built and fitted from, and the training
+    settings it fits with instead of the pipeline's."""
 
     arch: str
     params: dict[str, Any]
     copy: int  # which of the ``seeds`` copies of this entry
     seed: int
+    training: dict[str, Any] = field(default_factory=dict)
 
     def label(self, index: int) -> str:
         return f"{index:02d}-{self.arch}-copy{self.copy}"
@@ -45,7 +48,8 @@ class ClassifierMemberPlan:
 def classifier_member_plans(params: ClassifierEnsembleParams, seeds: list[int]) -> list[ClassifierMemberPlan]:
     """Every (member entry, copy) pair, in that order, with one seed each from ``seeds``."""
     pairs = [(member, copy) for member in params.members for copy in range(params.seeds)]
-    return [ClassifierMemberPlan(member["arch"], dict(member.get("params") or {}), copy, seed)
+    return [ClassifierMemberPlan(member["arch"], dict(member.get("params") or {}), copy, seed,
+                                 dict(member.get("training") or {}))
             for (member, copy), seed in zip(pairs, seeds, strict=True)]
 
 
@@ -70,6 +74,10 @@ class ClassifierEnsembleEstimator(ClassifierEstimator):
         plans = classifier_member_plans(params, torch.randint(0, MAX_SEED, (count,)).tolist())
 
         def build(index: int, plan: ClassifierMemberPlan) -> ClassifierEstimator:
+            refused = sorted(set(plan.training) - PER_MODEL_TRAINING)
+            if refused:
+                raise ValueError(f"{cls.arch}: member {plan.label(index)}: training settings {refused} cannot be set "
+                                 f"per member; a member may set {sorted(PER_MODEL_TRAINING)}")
             try:
                 return build_estimator(plan.arch, shape, plan.params)
             except ValueError as exc:
@@ -95,8 +103,10 @@ class ClassifierEnsembleEstimator(ClassifierEstimator):
             member_options = FitOptions(
                 name=f"{options.name}/{label}", checkpoint=member_checkpoint(options.checkpoint, index),
                 signature=None if options.signature is None else {**options.signature, "member": label})
-            result = member.fit(data, dataclasses.replace(settings, seed=plan.seed), member_options)
-            fits.append(MemberFit(label, {"arch": plan.arch, "seed": plan.seed, **member.describe()}, result))
+            result = member.fit(data, dataclasses.replace(settings, seed=plan.seed, **plan.training), member_options)
+            own_training = {f"training.{key}": value for key, value in plan.training.items()}
+            fits.append(MemberFit(label, {"arch": plan.arch, "seed": plan.seed, **own_training, **member.describe()},
+                                  result))
         # Every member predicts probabilities, so the ensemble's own validation log loss speaks for it.
         val_loss = log_loss(data.val_labels, self.predict_proba(data.val)) if len(data.val) else float("nan")
         return FitResult(fits[0].result.device, 0, val_loss, sum(f.result.epochs_run for f in fits), False,

@@ -112,7 +112,7 @@ def _refit_and_score(cfg: PipelineConfig, spec: ModelSpec, prepared: PreparedDat
     """Fit one configured model afresh on ``prepared`` and score its test window: nothing saved, no run."""
     actual, scale = scoring_targets(prepared)
     estimator = seeded_estimator(cfg, spec)
-    fit_estimator(cfg, estimator, prepared, FitOptions(name=label))
+    fit_estimator(cfg, spec, estimator, prepared, FitOptions(name=label))
     return score_estimator(estimator, test_inputs(prepared), actual, scale, cfg.evaluation, prepared.lower_bound)
 
 

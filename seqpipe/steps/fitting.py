@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from seqpipe.config import ModelSpec, PipelineConfig
 from seqpipe.data.catalog import series_spec
 from seqpipe.data.prepare import PreparedData
@@ -13,8 +15,13 @@ from seqpipe.steps.data import input_features
 from seqpipe.training import FitResult, TrainSettings, seed_everything
 
 
-def train_settings(cfg: PipelineConfig) -> TrainSettings:
-    return TrainSettings(**cfg.training.model_dump())
+def model_training(cfg: PipelineConfig, spec: ModelSpec) -> dict[str, Any]:
+    """The training settings ``spec`` fits with: the pipeline's ``training``, and over them the model's own."""
+    return {**cfg.training.model_dump(mode="json"), **spec.training}
+
+
+def train_settings(cfg: PipelineConfig, spec: ModelSpec) -> TrainSettings:
+    return TrainSettings(**model_training(cfg, spec))
 
 
 def seeded_estimator(cfg: PipelineConfig, spec: ModelSpec) -> Estimator:
@@ -29,7 +36,8 @@ def seeded_estimator(cfg: PipelineConfig, spec: ModelSpec) -> Estimator:
         raise ConfigError(f"{cfg.model_file(spec.name)}: {exc}") from None
 
 
-def fit_estimator(cfg: PipelineConfig, estimator: Estimator, prepared: PreparedData,
+def fit_estimator(cfg: PipelineConfig, spec: ModelSpec, estimator: Estimator, prepared: PreparedData,
                   options: FitOptions = FitOptions()) -> FitResult:
-    """Fit on the training part, stopping early on the validation window: the recipe train and backtest share."""
-    return estimator.fit(fit_data(prepared), train_settings(cfg), options)
+    """Fit on the training part, stopping early on the validation window, with the model's training settings: the
+    recipe train and backtest share."""
+    return estimator.fit(fit_data(prepared), train_settings(cfg, spec), options)

@@ -24,7 +24,7 @@ from seqpipe.hyperparams import NOT_IN_WEIGHTS
 from seqpipe.io import atomic_dir, folder_md5, read_json, write_json
 from seqpipe.layout import Layout
 from seqpipe.steps.data import input_features
-from seqpipe.steps.fitting import fit_estimator, seeded_estimator
+from seqpipe.steps.fitting import fit_estimator, model_training, seeded_estimator
 from seqpipe.steps.runs import _lineage, record_dataset
 from seqpipe.steps.transfer import MODEL_FILES
 from seqpipe.tasks import task_step
@@ -58,7 +58,7 @@ def training_job(cfg: PipelineConfig, spec: ModelSpec, layout: Layout) -> Traini
         data_params={**{f"data.{k}": v for k, v in asdict(prepared.spec).items()},
                      "data.inputs": ",".join(prepared.features.names), "train_windows": len(prepared.train)},
         signature=_checkpoint_signature(cfg, spec, prepared, layout),
-        fit=lambda options: fit_estimator(cfg, estimator, prepared, options),
+        fit=lambda options: fit_estimator(cfg, spec, estimator, prepared, options),
     )
 
 
@@ -80,7 +80,7 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
         record_dataset(cfg, run_id, contexts=("training", "validation"))
         log_params(client, run_id, {
             "arch": spec.arch, **{f"model.{k}": v for k, v in estimator.describe().items()},
-            **{f"training.{k}": v for k, v in cfg.training.model_dump().items()},
+            **{f"training.{k}": v for k, v in model_training(cfg, spec).items()},
             **job.data_params,
         })
         checkpoint = layout.checkpoints / f"{name}.pt"
@@ -151,7 +151,7 @@ def load_prepared_for(cfg: PipelineConfig, layout: Layout) -> PreparedData:
 
 def _checkpoint_signature(cfg: PipelineConfig, spec: ModelSpec, prepared: PreparedData, layout: Layout) -> dict:
     """What a checkpoint must have been trained on to be resumed; anything else starts afresh."""
-    training = cfg.training.model_dump(mode="json", exclude=set(NOT_IN_WEIGHTS))
+    training = {k: v for k, v in model_training(cfg, spec).items() if k not in NOT_IN_WEIGHTS}
     model = spec.model_dump(mode="json")
     return {"config": short_digest({"training": training, "model": model}), "arch": spec.arch,
             "shape": [prepared.spec.lookback, prepared.spec.horizon, prepared.spec.season],

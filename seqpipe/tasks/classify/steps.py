@@ -34,7 +34,7 @@ from seqpipe.io import atomic_dir, read_json, write_json, write_table
 from seqpipe.layout import VALIDATED_FILE, Layout
 from seqpipe.steps.data import DOCS_DIR, REPORT_FILE, read_validation
 from seqpipe.steps.evaluation import evaluation_run, training_records
-from seqpipe.steps.fitting import train_settings
+from seqpipe.steps.fitting import model_training, train_settings
 from seqpipe.steps.registry import already_production, champion, conclude_gate, gate_candidates, load_registered
 from seqpipe.steps.scheduled import drift_snapshots, publish_drift
 from seqpipe.steps.training import TrainingJob
@@ -111,7 +111,7 @@ def training_job(cfg: PipelineConfig, spec: ModelSpec, layout: Layout) -> Traini
     except ValueError as exc:
         raise ConfigError(f"{cfg.model_file(spec.name)}: {exc}") from None
     data = prepared.fit_data()
-    training = cfg.training.model_dump(mode="json", exclude=set(NOT_IN_WEIGHTS))
+    training = {k: v for k, v in model_training(cfg, spec).items() if k not in NOT_IN_WEIGHTS}
     # The prepared data's own digest: a tokenizer learned with other settings gives other ids for the same dataset.
     signature = {"config": short_digest({"training": training, "model": spec.model_dump(mode="json"),
                                          "class_weighting": cfg.classify.class_weighting}),
@@ -124,7 +124,7 @@ def training_job(cfg: PipelineConfig, spec: ModelSpec, layout: Layout) -> Traini
                      "data.max_length": prepared.max_length, "data.class_weighting": cfg.classify.class_weighting,
                      "train_sequences": len(data.train), "val_sequences": len(data.val)},
         signature=signature,
-        fit=lambda options: estimator.fit(data, train_settings(cfg), options),
+        fit=lambda options: estimator.fit(data, train_settings(cfg, spec), options),
     )
 
 
