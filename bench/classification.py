@@ -228,7 +228,8 @@ def spec_from_file(cfg: PipelineConfig, name: str) -> ModelSpec:
     if not path.is_file():
         raise SystemExit(f"--models: '{name}' is neither in {cfg.conf_dir}/pipeline.yaml nor a file {path}")
     raw = yaml.safe_load(path.read_text())
-    return MODEL_SPECS[raw["arch"]].model_validate({"name": name, "arch": raw["arch"], "params": raw.get("params") or {},
+    return MODEL_SPECS[raw["arch"]].model_validate({"name": name, "arch": raw["arch"],
+                                                    "params": raw.get("params") or {},
                                                     "training": raw.get("training") or {}})
 
 
