@@ -40,6 +40,7 @@ SOURCE = {"kind": "csv", "path": "input/reviews.csv",
 MODELS = {
     "majority": {"arch": "majority", "params": {}},
     "tfidf": {"arch": "tfidf_linear", "params": {}},
+    "svm": {"arch": "tfidf_linear", "params": {"loss": "squared_hinge", "regularization": 1.0}},
     # fastText learns at its own rate, over the pipeline's 0.01.
     "fasttext": {"arch": "fasttext", "params": {"embedding_dim": 16, "bigram_buckets": 1000},
                  "training": {"learning_rate": 0.05}},
