@@ -191,10 +191,10 @@ def model_training_valid(training: Any, where: str = "") -> dict[str, Any]:
     prefix = f"{where}: " if where else ""
     if not isinstance(training, dict):
         raise ValueError(f"{prefix}must map training settings to values, got {training!r}")
-    refused = sorted(set(training) - hyperparams.PER_MODEL_TRAINING)
-    if refused:
-        raise ValueError(f"{prefix}{refused} cannot be set per model; a model may set "
-                         f"{sorted(hyperparams.PER_MODEL_TRAINING)}")
+    try:
+        hyperparams.check_own_training(training)
+    except ValueError as exc:
+        raise ValueError(f"{prefix}{exc}") from None
     try:
         TrainingConfig.model_validate(training)
     except ValidationError as exc:
@@ -264,15 +264,14 @@ def _own_training_valid(training: Any) -> dict[str, Any]:
 
 
 def _members_valid(members: list[dict[str, Any]], allowed: frozenset[str], what: str,
-                   keys: frozenset[str] = frozenset({"arch", "params"})) -> list[dict[str, Any]]:
+                   keys: tuple[str, ...] = ("arch", "params")) -> list[dict[str, Any]]:
     """Each member is ``{arch, params}`` (or the other ``keys``) of an architecture in ``allowed``, its params
     typed."""
-    shown = "{" + ", ".join(sorted(keys, key=("arch", "params", "training").index)) + "}"
     for index, member in enumerate(members):
         where = f"members[{index}]"
-        extra = sorted(set(member) - keys)
+        extra = sorted(set(member) - set(keys))
         if extra or "arch" not in member:
-            raise ValueError(f"{where}: a member is {shown}, got keys {sorted(member)}")
+            raise ValueError(f"{where}: a member is {{{', '.join(keys)}}}, got keys {sorted(member)}")
         if "training" in member:
             model_training_valid(member["training"], f"{where}.training")
         arch = member["arch"]
@@ -296,8 +295,7 @@ def _ensemble_members_valid(members: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 def _classifier_ensemble_members_valid(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return _members_valid(members, _CLASSIFIER_MEMBERS, "a classifier",
-                          frozenset({"arch", "params", "training"}))
+    return _members_valid(members, _CLASSIFIER_MEMBERS, "a classifier", ("arch", "params", "training"))
 
 
 def _typed_params(cls: type, schema: type[BaseModel]) -> Any:

@@ -61,6 +61,13 @@ PER_MODEL_TRAINING = frozenset({"max_epochs", "batch_size", "learning_rate", "we
                                 "grad_clip"})
 
 
+def check_own_training(training: dict[str, Any]) -> None:
+    """Refuses the training settings a model may not set for itself (outside ``PER_MODEL_TRAINING``), naming them."""
+    refused = sorted(set(training) - PER_MODEL_TRAINING)
+    if refused:
+        raise ValueError(f"{refused} cannot be set per model; a model may set {sorted(PER_MODEL_TRAINING)}")
+
+
 @dataclass(frozen=True)
 class NoParams:
     pass

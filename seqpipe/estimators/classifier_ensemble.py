@@ -25,7 +25,7 @@ from seqpipe.estimators.classification import ClassifierEstimator, ClassifyFitDa
 from seqpipe.estimators.ensemble import MAX_SEED, load_members, member_checkpoint, save_members, seeded_members
 from seqpipe.estimators.interface import FitOptions
 from seqpipe.evaluation.classification import log_loss
-from seqpipe.hyperparams import PER_MODEL_TRAINING, ClassifierEnsembleParams, parse_params
+from seqpipe.hyperparams import ClassifierEnsembleParams, check_own_training, parse_params
 from seqpipe.models.classifiers.shape import ClassifierShape
 from seqpipe.training import FitResult, MemberFit, TrainSettings
 
@@ -74,10 +74,10 @@ class ClassifierEnsembleEstimator(ClassifierEstimator):
         plans = classifier_member_plans(params, torch.randint(0, MAX_SEED, (count,)).tolist())
 
         def build(index: int, plan: ClassifierMemberPlan) -> ClassifierEstimator:
-            refused = sorted(set(plan.training) - PER_MODEL_TRAINING)
-            if refused:
-                raise ValueError(f"{cls.arch}: member {plan.label(index)}: training settings {refused} cannot be set "
-                                 f"per member; a member may set {sorted(PER_MODEL_TRAINING)}")
+            try:
+                check_own_training(plan.training)
+            except ValueError as exc:
+                raise ValueError(f"{cls.arch}: member {plan.label(index)}: training settings {exc}") from None
             try:
                 return build_estimator(plan.arch, shape, plan.params)
             except ValueError as exc:
