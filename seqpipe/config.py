@@ -285,8 +285,9 @@ def _members_valid(members: list[dict[str, Any]], allowed: frozenset[str], what:
     return members
 
 
-# What each kind of ensemble may hold: its task's architectures, but not another ensemble of its kind.
-_FORECAST_MEMBERS = frozenset(hyperparams.PARAMS) - hyperparams.CLASSIFICATION_ARCHS - {"ensemble"}
+# What each kind of ensemble may hold: its task's architectures. A forecasting ensemble may hold
+# another, a group whose forecast is combined first (an N-BEATS ensemble beside AutoETS).
+_FORECAST_MEMBERS = frozenset(hyperparams.PARAMS) - hyperparams.CLASSIFICATION_ARCHS
 _CLASSIFIER_MEMBERS = hyperparams.CLASSIFICATION_ARCHS - {"classifier_ensemble"}
 
 

@@ -25,6 +25,18 @@ def test_repository_config_loads_with_defaults_from_model_files():
     assert cfg.prepare.scaler == "meanabs"  # what the ensemble's mape and smape members need
 
 
+def test_every_model_file_of_the_repository_loads(tmp_path):
+    import shutil
+    conf = tmp_path / "conf"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "conf", conf)
+    names = sorted(path.stem for path in (conf / "models").glob("*.yaml"))
+    _edit(conf, lambda d: d.update(models=names))
+    cfg = load_config(conf)
+    assert [spec.name for spec in cfg.models] == names
+    hybrid = cfg.model("hybrid_ensemble").params
+    assert [m["arch"] for m in hybrid.members] == ["ensemble", "auto_ets", "auto_theta"] and hybrid.combine == "mean"
+
+
 def test_unknown_key_is_named(project):
     _edit(project / "conf", lambda d: d["training"].update(max_epoch=3))
     with pytest.raises(ConfigError, match=r"training\.max_epoch: Extra inputs are not permitted"):

@@ -95,6 +95,28 @@ def test_an_ensemble_killed_in_its_second_member_resumes_to_the_uninterrupted_re
     np.testing.assert_array_equal(_fitted(checkpoint).forecast(_inputs()), fitted.forecast(_inputs()))
 
 
+GROUP = {"arch": "ensemble", "params": {"members": [{"arch": "dlinear", "params": {"moving_average": 5}},
+                                                     {"arch": "dlinear", "params": {"moving_average": 5, "loss": "mae"}}],
+                                         "combine": "mean"}}
+
+
+def test_a_member_may_be_an_ensemble_whose_forecast_is_combined_first(tmp_path):
+    seed_everything(5, num_threads=1)
+    nested = build_estimator("ensemble", SHAPE, {"members": [GROUP, {"arch": "seasonal_naive"}, {"arch": "naive"}]})
+    result = nested.fit(_data(), SETTINGS, FitOptions(name="nested"))
+    assert [m.label for m in result.members[0].result.members] == ["00-dlinear-lookback24-copy0",
+                                                                    "01-dlinear-lookback24-copy0"]
+    group, seasonal, naive = nested.members
+    inputs = _inputs()
+    each = [m.forecast(inputs) for m in group.members]
+    np.testing.assert_allclose(group.forecast(inputs), (each[0] + each[1]) / 2, rtol=1e-6)
+    np.testing.assert_array_equal(
+        nested.forecast(inputs), np.median(np.stack([group.forecast(inputs), seasonal.forecast(inputs),
+                                                     naive.forecast(inputs)]), axis=0))
+    nested.save(tmp_path / "nested")
+    np.testing.assert_array_equal(load_estimator(tmp_path / "nested").forecast(inputs), nested.forecast(inputs))
+
+
 def test_member_specs_are_checked_at_load_naming_the_member(project):
     conf = project / "conf"
     for members, message in [
@@ -102,6 +124,8 @@ def test_member_specs_are_checked_at_load_naming_the_member(project):
         ([{"arch": "dlinear", "params": {"moving_avg": 5}}], r"members\[0\]\.params\.moving_avg: Extra inputs"),
         ([{"arch": "dlinear", "parms": {}}], r"members\[0\]: a member is \{arch, params\}"),
         ([{"arch": "dlinear", "params": {"loss": "mape"}}], r"train on a percentage error"),
+        ([{"arch": "ensemble", "params": {"members": [{"arch": "dlinear", "params": {"moving_avg": 5}}]}}],
+         r"members\[0\]\.params\.members: .*members\[0\]\.params\.moving_avg: Extra inputs"),
     ]:
         (conf / "models" / "combo.yaml").write_text(yaml.safe_dump({"arch": "ensemble", "params": {"members": members}}))
         pipeline = yaml.safe_load((conf / "pipeline.yaml").read_text())
@@ -113,8 +137,10 @@ def test_member_specs_are_checked_at_load_naming_the_member(project):
 
 def test_the_pipeline_trains_logs_registers_and_serves_an_ensemble_as_one_model(project):
     conf = project / "conf"
+    # The third member is a group, an ensemble of its own, combined before the outer mean.
     (conf / "models" / "combo.yaml").write_text(yaml.safe_dump({"arch": "ensemble", "params": {
-        "members": [{"arch": "dlinear", "params": {"moving_average": 5, "loss": "mase"}}, {"arch": "auto_theta"}],
+        "members": [{"arch": "dlinear", "params": {"moving_average": 5, "loss": "mase"}}, {"arch": "auto_theta"},
+                    {"arch": "ensemble", "params": {"members": [{"arch": "naive"}]}}],
         "lookbacks": [6, 12], "combine": "mean"}}))
     pipeline = yaml.safe_load((conf / "pipeline.yaml").read_text())
     pipeline["models"] = ["combo"]
@@ -130,7 +156,11 @@ def test_the_pipeline_trains_logs_registers_and_serves_an_ensemble_as_one_model(
     combo = next(r for r in runs if r.info.run_name == "combo")
     members = sorted(r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == combo.info.run_id)
     assert members == ["combo/00-dlinear-lookback6-copy0", "combo/01-dlinear-lookback12-copy0",
-                       "combo/02-auto_theta-lookback6-copy0", "combo/03-auto_theta-lookback12-copy0"]
+                       "combo/02-auto_theta-lookback6-copy0", "combo/03-auto_theta-lookback12-copy0",
+                       "combo/04-ensemble-lookback6-copy0", "combo/05-ensemble-lookback12-copy0"]
+    group = next(r for r in runs if r.info.run_name == members[4])
+    assert [r.info.run_name for r in runs if r.data.tags.get("mlflow.parentRunId") == group.info.run_id] == [
+        "combo/04-ensemble-lookback6-copy0/00-naive-lookback6-copy0"]
     dlinear = next(r for r in runs if r.info.run_name == members[0])
     assert dlinear.data.params["model.loss"] == "mase" and dlinear.data.metrics["epochs_run"] >= 1
     assert not list((cfg.data_dir / "checkpoints").glob("*.pt")) if (cfg.data_dir / "checkpoints").is_dir() else True

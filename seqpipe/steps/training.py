@@ -118,13 +118,18 @@ def train(cfg: PipelineConfig, name: str, parent_run_id: str, flow_run_id: str |
 
 def _log_member(client, experiment_id: str, tags: dict[str, str], parent_run_id: str, run_name: str,
                 member: MemberFit) -> None:
-    """An ensemble member's fit as a child run of the ensemble's: its params, epochs and best validation loss."""
+    """An ensemble member's fit as a child run of the ensemble's: its params, epochs and best validation loss.
+
+    A member that is itself an ensemble (a group combined first) has its own members as its children.
+    """
     run_id = create_run(client, experiment_id, run_name, tags, parent_id=parent_run_id)
     log_params(client, run_id, {f"model.{k}": v for k, v in member.params.items()})
     for epoch in member.result.history:
         log_metrics(client, run_id, {"train_loss": epoch.train_loss, "val_loss": epoch.val_loss,
                                      "learning_rate": epoch.learning_rate}, step=epoch.epoch)
     log_metrics(client, run_id, _fit_metrics(member.result))
+    for inner in member.result.members:
+        _log_member(client, experiment_id, tags, run_id, f"{run_name}/{inner.label}", inner)
     finish_run(client, run_id, succeeded=True)
 
 
