@@ -419,10 +419,13 @@ class NBLinearParams:
     max_iter: int = _bounded(1000, gt=0)
 
 
+ClassifierWeighting = Literal["equal", "greedy"]
+
+
 @dataclass(frozen=True)
 class ClassifierEnsembleParams:
     """Classifiers of any architectures, networks or references, each fitted on the same data; the prediction is
-    the mean of their class probabilities.
+    the mean of their class probabilities, equal or weighted by a greedy selection on validation.
 
     The members are every entry of ``members`` times ``seeds`` copies, each copy
     initialised (and, for a network, shuffled) from its own seed.
@@ -432,6 +435,12 @@ class ClassifierEnsembleParams:
         default_factory=lambda: [{"arch": "nb_linear"}, {"arch": "fasttext"}],
         metadata={"description": "each {arch, params}: a classification architecture and its params", "min_length": 1})
     seeds: int = _bounded(1, "copies of each member, each from its own seed", ge=1)
+    weighting: ClassifierWeighting = _bounded(
+        "equal", "equal: the plain mean of the members' probabilities | greedy: ensemble selection (Caruana et al. "
+                 "2004): members added one at a time, with replacement, each the one that lowers the validation log "
+                 "loss most; their counts are the weights")
+    greedy_rounds: int = _bounded(25, "greedy: additions tried; the weights are those of the round with the lowest "
+                                      "validation log loss", ge=1)
 
 
 # What a deep_ensemble_classifier may hold: the classifier networks trained by the loop.

@@ -17,6 +17,7 @@ import seqpipe.estimators.neural_classifier as neural_classifier
 from seqpipe.config import load_config
 from seqpipe.errors import ConfigError
 from seqpipe.estimators import FitOptions, build_estimator, load_estimator
+from seqpipe.estimators.classifier_ensemble import greedy_weights
 from seqpipe.evaluation.classification import log_loss
 from seqpipe.training import seed_everything
 from test_text_models import SETTINGS, SHAPE, _accuracy, _fit_data, _texts
@@ -124,6 +125,46 @@ def test_a_member_that_cannot_read_the_data_is_refused_naming_it():
         build_estimator("classifier_ensemble", numeric, PARAMS)
 
 
+def test_greedy_weights_start_from_the_best_member_and_never_add_a_useless_one():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 400)
+    sharp = np.full((400, 3), 0.05)
+    sharp[np.arange(400), labels] = 0.9
+    sharp[:40] = sharp[40:80]  # wrong on a tenth of the texts
+    flat = np.full((400, 3), 1 / 3)
+    noisy = rng.dirichlet(np.ones(3), 400)
+    members = [flat, noisy, sharp]
+    single = [log_loss(labels, p) for p in members]
+    one_round = greedy_weights(members, labels, rounds=1)
+    np.testing.assert_array_equal(one_round, np.eye(3)[int(np.argmin(single))])
+    weights = greedy_weights(members, labels, rounds=10)
+    assert weights.sum() == pytest.approx(1.0) and weights[1] == 0.0 and weights[2] > 0.5
+    assert log_loss(labels, sum(w * p for w, p in zip(weights, members))) <= min(single)
+
+
+def test_a_greedy_ensemble_weighs_its_members_on_validation_and_keeps_the_weights(tmp_path):
+    seed_everything(3, num_threads=1)
+    params = {"members": [{"arch": "majority"}, {"arch": "nb_linear"}], "weighting": "greedy", "greedy_rounds": 5}
+    ensemble = build_estimator("classifier_ensemble", SHAPE, params)
+    data = _fit_data(512)
+    result = ensemble.fit(data, ENSEMBLE_SETTINGS)
+    # The majority class adds nothing to a model that reads the keyword.
+    assert ensemble.weights.tolist() == [0.0, 1.0]
+    assert [fit.params["weight"] for fit in result.members] == [0.0, 1.0]
+    assert ensemble.describe()["combine"] == "greedy weighted mean"
+    batch, labels = _texts(128, 8)
+    np.testing.assert_array_equal(ensemble.predict_proba(batch), ensemble.members[1].predict_proba(batch))
+    assert result.best_val_loss == pytest.approx(log_loss(data.val_labels, ensemble.members[1].predict_proba(data.val)))
+    ensemble.save(tmp_path / "greedy")
+    loaded = load_estimator(tmp_path / "greedy")
+    assert loaded.weights.tolist() == [0.0, 1.0]
+    np.testing.assert_array_equal(loaded.predict_proba(batch), ensemble.predict_proba(batch))
+    empty = replace(data, val=replace(data.val, x=data.val.x[:0], lengths=data.val.lengths[:0]),
+                    val_labels=data.val_labels[:0])
+    with pytest.raises(ValueError, match=r"weighting greedy chooses its weights on the validation split, which is empty"):
+        build_estimator("classifier_ensemble", SHAPE, params).fit(empty, ENSEMBLE_SETTINGS)
+
+
 # -- through the pipeline ------------------------------------------------------------------------
 
 def test_member_specs_are_checked_at_load_naming_the_member(tmp_path):
@@ -174,6 +215,7 @@ def test_the_pipeline_trains_logs_registers_and_predicts_with_an_ensemble_as_one
                 if run.data.tags.get("mlflow.parentRunId") == ensemble_run.info.run_id}
     assert sorted(children) == ["ensemble/00-nb_linear-copy0", "ensemble/01-fasttext-copy0"]
     assert children["ensemble/01-fasttext-copy0"].data.params["model.arch"] == "fasttext"
+    assert [children[name].data.params["model.weight"] for name in sorted(children)] == ["0.5", "0.5"]
     assert ensemble_run.data.params["model.members"] == "2"
     assert not list((tmp_path / "data").glob("checkpoints/*.pt"))
 

@@ -5,15 +5,23 @@ architecture and its params: a network, a reference, or a deep ensemble; optiona
 ``training`` settings of its own, such as a learning rate, over the pipeline's) times
 ``seeds`` copies, each built and fitted from a seed of its own. Each member is fitted by its own
 estimator (a network by the one training loop, with its own checkpoint, so a killed
-ensemble resumes member by member), and the prediction is the plain mean of the
-members' probabilities: no weight is fitted, so nothing of the ensemble is chosen on
-any split. The ensemble saves as one folder with a folder per member, and registers and
-serves as one model.
+ensemble resumes member by member), and the prediction is the mean of the members'
+probabilities: plain (``weighting: equal``, nothing of the ensemble chosen on any split)
+or weighted by ensemble selection on the validation split (``weighting: greedy``,
+Caruana et al. 2004): starting from none, ``greedy_rounds`` times the member whose
+addition (with replacement) gives the lowest validation log loss is added, and the
+weights are the members' counts at the round with the lowest loss. Log loss, a proper
+score, rather than accuracy: it moves with every probability, so few validation texts
+still rank the additions, and it rewards members that are right with confidence. The
+weights see validation only; the validation score of a greedy ensemble is therefore a
+little optimistic beside its members'. The ensemble saves as one folder with a folder
+per member (its weights in ``model.json``), and registers and serves as one model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +36,8 @@ from seqpipe.evaluation.classification import log_loss
 from seqpipe.hyperparams import ClassifierEnsembleParams, check_own_training, parse_params
 from seqpipe.models.classifiers.shape import ClassifierShape
 from seqpipe.training import FitResult, MemberFit, TrainSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -57,9 +67,11 @@ class ClassifierEnsembleEstimator(ClassifierEstimator):
     arch = "classifier_ensemble"
 
     def __init__(self, shape: ClassifierShape, params: ClassifierEnsembleParams, plans: list[ClassifierMemberPlan],
-                 members: list[ClassifierEstimator]) -> None:
+                 members: list[ClassifierEstimator], weights: np.ndarray | None = None) -> None:
         super().__init__(shape, params)
         self.plans, self.members = plans, members
+        # Each member's share of the mean; None until a greedy ensemble is fitted, and for an equal one.
+        self.weights = weights
         self.requirements = tuple(dict.fromkeys(r for m in members for r in m.requirements))
 
     @classmethod
@@ -92,34 +104,79 @@ class ClassifierEnsembleEstimator(ClassifierEstimator):
     def describe(self) -> dict[str, Any]:
         counts = [fitted_numbers(member.describe()) for member in self.members]
         fitted = {} if None in counts else {"parameters": sum(counts)}
-        return {"combine": "mean", "members": len(self.members),
+        return {"combine": "mean" if self.params.weighting == "equal" else "greedy weighted mean",
+                "members": len(self.members),
                 "member_archs": ",".join(sorted({plan.arch for plan in self.plans})), "seeds": self.params.seeds,
                 **fitted}
 
     def fit(self, data: ClassifyFitData, settings: TrainSettings, options: FitOptions = FitOptions()) -> FitResult:
-        fits = []
+        results = []
         for index, (plan, member) in enumerate(zip(self.plans, self.members, strict=True)):
             label = plan.label(index)
             member_options = FitOptions(
                 name=f"{options.name}/{label}", checkpoint=member_checkpoint(options.checkpoint, index),
                 signature=None if options.signature is None else {**options.signature, "member": label})
-            result = member.fit(data, dataclasses.replace(settings, seed=plan.seed, **plan.training), member_options)
-            own_training = {f"training.{key}": value for key, value in plan.training.items()}
-            fits.append(MemberFit(label, {"arch": plan.arch, "seed": plan.seed, **own_training, **member.describe()},
-                                  result))
+            results.append(member.fit(data, dataclasses.replace(settings, seed=plan.seed, **plan.training),
+                                      member_options))
+        self.weights = None
+        if self.params.weighting == "greedy":
+            if not len(data.val):
+                raise ValueError(f"{self.arch} with weighting greedy chooses its weights on the validation split, "
+                                 f"which is empty; give the split a validation share or use weighting equal")
+            self.weights = greedy_weights([member.predict_proba(data.val) for member in self.members],
+                                          data.val_labels, self.params.greedy_rounds)
+            log.info("[%s] greedy weights on validation: %s", options.name,
+                     ", ".join(f"{plan.label(i)} {w:.3f}" for i, (plan, w) in enumerate(zip(self.plans, self.weights))))
+        weights = self.member_weights()
+        fits = [MemberFit(plan.label(index), {"arch": plan.arch, "seed": plan.seed, "weight": float(weight),
+                                              **{f"training.{key}": value for key, value in plan.training.items()},
+                                              **member.describe()}, result)
+                for index, (plan, member, result, weight) in enumerate(zip(self.plans, self.members, results, weights))]
         # Every member predicts probabilities, so the ensemble's own validation log loss speaks for it.
         val_loss = log_loss(data.val_labels, self.predict_proba(data.val)) if len(data.val) else float("nan")
         return FitResult(fits[0].result.device, 0, val_loss, sum(f.result.epochs_run for f in fits), False,
                          sum(f.result.seconds for f in fits), members=fits)
 
+    def member_weights(self) -> np.ndarray:
+        """Each member's share of the mean: the greedy weights once fitted, else equal."""
+        if self.weights is not None:
+            return self.weights
+        return np.full(len(self.members), 1.0 / len(self.members))
+
     def predict_proba(self, batch: SequenceBatch) -> np.ndarray:
-        return np.mean([member.predict_proba(batch) for member in self.members], axis=0)
+        if self.weights is None:
+            return np.mean([member.predict_proba(batch) for member in self.members], axis=0)
+        # A member the selection never added is not asked at all.
+        return sum(weight * member.predict_proba(batch)
+                   for member, weight in zip(self.members, self.weights) if weight > 0)
 
     def save(self, folder: Path) -> None:
+        weights = None if self.weights is None else self.weights.tolist()
         save_members(folder, {"arch": self.arch, "shape": dataclasses.asdict(self.shape),
-                              "params": dataclasses.asdict(self.params)}, self.plans, self.members)
+                              "params": dataclasses.asdict(self.params), "weights": weights}, self.plans, self.members)
 
     @classmethod
     def load(cls, folder: Path) -> ClassifierEnsembleEstimator:
         spec, plans, members = load_members(folder, ClassifierMemberPlan)
-        return cls(ClassifierShape(**spec["shape"]), parse_params(cls.arch, spec["params"]), plans, members)
+        # Ensembles saved before weighting existed are plain means.
+        weights = None if spec.get("weights") is None else np.asarray(spec["weights"], dtype=np.float64)
+        return cls(ClassifierShape(**spec["shape"]), parse_params(cls.arch, spec["params"]), plans, members, weights)
+
+
+def greedy_weights(probabilities: list[np.ndarray], labels: np.ndarray, rounds: int) -> np.ndarray:
+    """Ensemble selection with replacement (Caruana et al. 2004): each member's share of the additions at the round
+    whose mean of the added members' ``probabilities`` had the lowest log loss against ``labels``.
+
+    Each round adds the member that gives the lowest loss; a tie goes to the earlier member.
+    """
+    counts, total = np.zeros(len(probabilities)), np.zeros_like(probabilities[0], dtype=np.float64)
+    best_loss, best_counts = np.inf, counts
+    for added in range(1, rounds + 1):
+        losses = [log_loss(labels, (total + candidate) / added) for candidate in probabilities]
+        choice = int(np.argmin(losses))
+        counts = counts.copy()
+        counts[choice] += 1
+        total += probabilities[choice]
+        if losses[choice] < best_loss:
+            best_loss, best_counts = losses[choice], counts
+    return best_counts / best_counts.sum()
