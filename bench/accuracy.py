@@ -15,9 +15,11 @@ Series shorter than ``lookback + 2 x horizon`` (15 yearly series of 11 points) h
 validation window; they are quarantined, and the table says how many series were scored.
 
 Besides the trained models, each table has a row ``combination``: the equal-weight mean of
-the neural models' test forecasts (every model that is neither a baseline nor a classical
-reference). It is fixed before any test score is seen, so it is a fair forecast combination,
-but it lives in this script only: the pipeline registers single models.
+the test forecasts of the models that learn from the data (neither a baseline nor a
+classical reference; an ensemble with a network among its members counts). It is fixed
+before any test score is seen, so it is a fair forecast combination, but it lives in this
+script only; a combination the pipeline trains, scores and registers is an ``ensemble``
+model (``conf/models/hybrid_ensemble.yaml``).
 
 ``--json FILE`` writes ``{dataset: {model: {mape, smape, mase, val_mase, fit_seconds,
 selected}}}``, ``selected`` true for the pipeline's choice only.
@@ -97,17 +99,17 @@ def run_dataset(dataset: str, models: list[str], args: argparse.Namespace) -> pd
     return board.assign(dataset=dataset, series=report.series - len(report.quarantined))
 
 
-def combination(cfg, neural: list[str]) -> pd.DataFrame | None:
-    """The equal-weight mean of the neural models' test forecasts, scored like a model."""
-    if len(neural) < 2:
+def combination(cfg, trained: list[str]) -> pd.DataFrame | None:
+    """The equal-weight mean of the ``trained`` models' test forecasts, scored like a model."""
+    if len(trained) < 2:
         return None
     layout = steps.Layout.of(cfg)
     prepared = load_prepared(layout.prepared)
     actual, scale = scoring_targets(prepared)
     forecasts = pd.read_parquet(layout.evaluation / "forecasts.parquet")
-    mean = sum(forecasts.loc[forecasts["model"] == name, "forecast"].to_numpy() for name in neural) / len(neural)
+    mean = sum(forecasts.loc[forecasts["model"] == name, "forecast"].to_numpy() for name in trained) / len(trained)
     scores = score(actual, mean.reshape(actual.shape), scale)
-    return pd.DataFrame([{"rank": 0, "model": "combination", "arch": f"mean of {len(neural)} neural",
+    return pd.DataFrame([{"rank": 0, "model": "combination", "arch": f"mean of {len(trained)} trained",
                           **{metric: float(np.mean(scores[metric])) for metric in SCORES},
                           "val_mase": float("nan"), "fit_seconds": float("nan")}])
 
