@@ -1,6 +1,6 @@
-from pathlib import Path
-
 import dataclasses
+import shutil
+from pathlib import Path
 
 import pytest
 import yaml
@@ -26,7 +26,6 @@ def test_repository_config_loads_with_defaults_from_model_files():
 
 
 def test_every_model_file_of_the_repository_loads(tmp_path):
-    import shutil
     conf = tmp_path / "conf"
     shutil.copytree(Path(__file__).resolve().parents[1] / "conf", conf)
     names = sorted(path.stem for path in (conf / "models").glob("*.yaml"))
