@@ -119,12 +119,13 @@ class ClassifierEnsembleEstimator(ClassifierEstimator):
             results.append(member.fit(data, dataclasses.replace(settings, seed=plan.seed, **plan.training),
                                       member_options))
         self.weights = None
+        # Each member predicts the validation split once: for the weights and for the ensemble's own loss.
+        val_probabilities = [member.predict_proba(data.val) for member in self.members] if len(data.val) else []
         if self.params.weighting == "greedy":
-            if not len(data.val):
+            if not val_probabilities:
                 raise ValueError(f"{self.arch} with weighting greedy chooses its weights on the validation split, "
                                  f"which is empty; give the split a validation share or use weighting equal")
-            self.weights = greedy_weights([member.predict_proba(data.val) for member in self.members],
-                                          data.val_labels, self.params.greedy_rounds)
+            self.weights = greedy_weights(val_probabilities, data.val_labels, self.params.greedy_rounds)
             log.info("[%s] greedy weights on validation: %s", options.name,
                      ", ".join(f"{plan.label(i)} {w:.3f}" for i, (plan, w) in enumerate(zip(self.plans, self.weights))))
         weights = self.member_weights()
@@ -133,7 +134,7 @@ class ClassifierEnsembleEstimator(ClassifierEstimator):
                                               **member.describe()}, result)
                 for index, (plan, member, result, weight) in enumerate(zip(self.plans, self.members, results, weights))]
         # Every member predicts probabilities, so the ensemble's own validation log loss speaks for it.
-        val_loss = log_loss(data.val_labels, self.predict_proba(data.val)) if len(data.val) else float("nan")
+        val_loss = log_loss(data.val_labels, self._combined(val_probabilities)) if val_probabilities else float("nan")
         return FitResult(fits[0].result.device, 0, val_loss, sum(f.result.epochs_run for f in fits), False,
                          sum(f.result.seconds for f in fits), members=fits)
 
@@ -144,11 +145,15 @@ class ClassifierEnsembleEstimator(ClassifierEstimator):
         return np.full(len(self.members), 1.0 / len(self.members))
 
     def predict_proba(self, batch: SequenceBatch) -> np.ndarray:
-        if self.weights is None:
-            return np.mean([member.predict_proba(batch) for member in self.members], axis=0)
         # A member the selection never added is not asked at all.
-        return sum(weight * member.predict_proba(batch)
-                   for member, weight in zip(self.members, self.weights) if weight > 0)
+        return self._combined([member.predict_proba(batch) if weight > 0 else None
+                               for member, weight in zip(self.members, self.member_weights())])
+
+    def _combined(self, probabilities: list[np.ndarray | None]) -> np.ndarray:
+        """The members' ``probabilities`` combined: their mean, or their greedy weighted sum (zero weights skipped)."""
+        if self.weights is None:
+            return np.mean(probabilities, axis=0)
+        return sum(weight * member for member, weight in zip(probabilities, self.weights) if weight > 0)
 
     def save(self, folder: Path) -> None:
         weights = None if self.weights is None else self.weights.tolist()
