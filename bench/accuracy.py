@@ -21,8 +21,8 @@ before any test score is seen, so it is a fair forecast combination, but it live
 script only; a combination the pipeline trains, scores and registers is an ``ensemble``
 model (``conf/models/hybrid_ensemble.yaml``).
 
-``--json FILE`` writes ``{dataset: {model: {mape, smape, mase, val_mase, fit_seconds,
-selected}}}``, ``selected`` true for the pipeline's choice only.
+``--json FILE`` writes ``{dataset: {model: {mape, smape, mase, val_mape, val_smape, val_mase,
+fit_seconds, selected}}}``, ``selected`` true for the pipeline's choice only.
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = ("tourism-monthly", "tourism-quarterly", "tourism-yearly", "m1-monthly", "m1-quarterly", "m1-yearly")
 REFERENCES = ("seasonal_naive", "naive", "auto_ets", "auto_theta")
 SCORES = ["mape", "smape", "mase"]
-COLUMNS = ["rank", "model", "arch", *SCORES, "val_mase"]
+VALIDATION_SCORES = [f"val_{m}" for m in SCORES]
+COLUMNS = ["rank", "model", "arch", *SCORES, *VALIDATION_SCORES]
 
 
 def every_model() -> list[str]:
@@ -111,7 +112,7 @@ def combination(cfg, trained: list[str]) -> pd.DataFrame | None:
     scores = score(actual, mean.reshape(actual.shape), scale)
     return pd.DataFrame([{"rank": 0, "model": "combination", "arch": f"mean of {len(trained)} trained",
                           **{metric: float(np.mean(scores[metric])) for metric in SCORES},
-                          "val_mase": float("nan"), "fit_seconds": float("nan")}])
+                          **{v: float("nan") for v in VALIDATION_SCORES}, "fit_seconds": float("nan")}])
 
 
 def as_json(boards: list[pd.DataFrame]) -> dict:
@@ -121,7 +122,7 @@ def as_json(boards: list[pd.DataFrame]) -> dict:
         rows = {}
         for row in board.to_dict("records"):
             rows[row["model"]] = {k: (bool(v) if k == "selected" else float(v))
-                                  for k, v in row.items() if k in (*SCORES, "val_mase", "fit_seconds", "selected")
+                                  for k, v in row.items() if k in (*SCORES, *VALIDATION_SCORES, "fit_seconds", "selected")
                                   and not (isinstance(v, float) and np.isnan(v))}
         result[board["dataset"].iloc[0]] = rows
     return result
