@@ -221,9 +221,20 @@ def _params_schema(cls: type) -> type[BaseModel]:
                      hyperparams.ClassifierEnsembleParams: _classifier_ensemble_members_valid}.get(cls)
     if members_valid is not None:
         validators = {"_members_valid": field_validator("members")(members_valid)}
+    if hasattr(cls, "__post_init__"):
+        validators["_dataclass_checks"] = model_validator(mode="after")(_dataclass_checks(cls))
     return create_model(f"{cls.__name__}Schema", __config__=ConfigDict(extra="forbid", frozen=True, strict=True,
                                                                        protected_namespaces=()),
                         __validators__=validators, **_dataclass_fields(cls))
+
+
+def _dataclass_checks(cls: type) -> Any:
+    """A validator that builds ``cls`` from the validated fields, so the checks of its ``__post_init__`` (those
+    that read several fields) run at load too."""
+    def check(model: BaseModel) -> BaseModel:
+        cls(**model.model_dump())
+        return model
+    return check
 
 
 def _member_arch_known(value: str) -> str:

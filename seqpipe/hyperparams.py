@@ -393,12 +393,41 @@ class TextDeepEnsembleParams:
 LinearLoss = Literal["logistic", "squared_hinge"]
 
 
-@dataclass(frozen=True)
-class TfidfLinearParams:
-    """TF-IDF of each text's token n-grams (1 to ngram_max), then a linear model: logistic regression or linear SVM."""
+# Which words a linear text model counts: the tokenizer's tokens (their ids), or the words of
+# two or more letters or digits in each text's normalised characters, punctuation and
+# one-character words left out, as scikit-learn's vectorizers split text by default.
+WordSource = Literal["tokens", "text"]
 
-    ngram_max: int = _bounded(2, "longest n-gram of token ids counted: 1 words, 2 words and bigrams", ge=1)
+
+@dataclass(frozen=True)
+class TextNgramParams:
+    """What the linear text models count: word n-grams and, optionally, character n-grams of each text."""
+
+    ngram_max: int = _bounded(2, "longest word n-gram counted: 1 words, 2 words and bigrams", ge=1)
     min_df: int = _bounded(1, "an n-gram in fewer training texts than this is dropped", ge=1)
+    words: WordSource = _bounded("tokens", "tokens: the tokenizer's tokens | text: the words of two or more letters "
+                                 "or digits in the normalised text, as scikit-learn splits it")
+    # Character n-grams inside each word padded by a space (scikit-learn's char_wb), of the
+    # normalised text through its last kept token; their TF-IDF block is normalised apart
+    # from the words' block, as a union of two vectorizers is.
+    char_ngram_min: int = _bounded(2, "shortest character n-gram counted", ge=1)
+    char_ngram_max: int = _bounded(0, "longest character n-gram counted; 0 counts none", ge=0)
+
+    def __post_init__(self) -> None:
+        if self.char_ngram_max and self.char_ngram_max < self.char_ngram_min:
+            raise ValueError(f"char_ngram_max {self.char_ngram_max} is below char_ngram_min {self.char_ngram_min}: "
+                             f"give char_ngram_max 0 (no character n-grams) or at least char_ngram_min")
+
+    @property
+    def reads_characters(self) -> bool:
+        """Whether the n-grams come from each text's characters rather than from its token ids alone."""
+        return self.words == "text" or self.char_ngram_max > 0
+
+
+@dataclass(frozen=True)
+class TfidfLinearParams(TextNgramParams):
+    """TF-IDF of each text's n-grams, then a linear model: logistic regression or linear SVM."""
+
     sublinear_tf: bool = True  # 1 + log(count) rather than the count
     loss: LinearLoss = _bounded("logistic", "logistic (a multinomial regression) | squared_hinge (a linear SVM, "
                                 "its probabilities a softmax of its scores at a temperature fitted on validation)")
@@ -408,11 +437,9 @@ class TfidfLinearParams:
 
 
 @dataclass(frozen=True)
-class NBLinearParams:
-    """Wang and Manning (2012): token n-gram presence weighted by naive Bayes log-count ratios, then a logistic regression."""
+class NBLinearParams(TextNgramParams):
+    """Wang and Manning (2012): n-gram presence weighted by naive Bayes log-count ratios, then a logistic regression."""
 
-    ngram_max: int = _bounded(2, "longest n-gram of token ids counted: 1 words, 2 words and bigrams", ge=1)
-    min_df: int = _bounded(1, "an n-gram in fewer training texts than this is dropped", ge=1)
     smoothing: float = _bounded(1.0, "added to every n-gram's count per class before the log-count ratio", gt=0)
     # Inverse L2 strength of each class's logistic regression on the ratio-weighted presence features.
     regularization: float = _bounded(1.0, gt=0)
@@ -592,6 +619,6 @@ __all__ = [
     "MiniRocketParams", "NBEATSParams", "NBLinearParams", "NHITSParams", "NoParams", "PARAMS", "RecurrentClassifierParams",
     "RecurrentParams", "TCNClassifierParams",
     "TCNParams", "TEXT_CLASSIFIER_ARCHS", "TEXT_MEMBER_ARCHS", "TextCNNParams", "TextDeepEnsembleParams",
-    "TextRecurrentParams", "TextTransformerParams", "TfidfLinearParams", "TransformerClassifierParams",
+    "TextNgramParams", "TextRecurrentParams", "TextTransformerParams", "TfidfLinearParams", "TransformerClassifierParams",
     "TransformerParams", "WindowScaling", "parse_as", "parse_params",
 ]

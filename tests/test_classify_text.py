@@ -41,6 +41,8 @@ MODELS = {
     "majority": {"arch": "majority", "params": {}},
     "tfidf": {"arch": "tfidf_linear", "params": {}},
     "svm": {"arch": "tfidf_linear", "params": {"loss": "squared_hinge", "regularization": 1.0}},
+    # Reads each text's words and characters, which every batch of the pipeline carries.
+    "chars": {"arch": "tfidf_linear", "params": {"words": "text", "char_ngram_max": 4}},
     # fastText learns at its own rate, over the pipeline's 0.01.
     "fasttext": {"arch": "fasttext", "params": {"embedding_dim": 16, "bigram_buckets": 1000},
                  "training": {"learning_rate": 0.05}},

@@ -248,6 +248,18 @@ def test_long_texts_keep_their_first_max_tokens_and_are_counted():
     assert prepared.max_length == (16 if in_train else 12)
     encoded = prepared.tokenizer.encode_counted(frame["text"].tolist())
     assert len(encoded.ids[0]) == 16 and encoded.truncated == 1
+    # The characters a model reads are cut by the same rule: through the end of the 16th token.
+    assert encoded.texts[0] == " ".join(["pos"] * 16)
+
+
+def test_a_batch_carries_each_text_normalised_through_its_last_kept_token():
+    prepared = prepare_texts(corpus(), SPLIT, "none", TextConfig(max_tokens=5, min_frequency=1))
+    batch = prepared.tokenizer.batch(["The NEG ﬁlm, was  negly ok", "Pos"])
+    assert batch.texts == ("the neg film, was", "pos")  # NFKC, lowercased; 5 tokens: the comma is one
+    assert batch.x.shape == (2, 5, 1) and batch.lengths.tolist() == [5, 1]
+    test, _ = prepared.batch_of("test")
+    assert test.texts == prepared.tokenizer.batch(list(prepared.texts_of("test"))).texts
+    assert len(test.texts) == len(test) and prepared.texts_of("test")[0].lower().startswith(test.texts[0])
 
 
 # -- prepared texts -----------------------------------------------------------------------------

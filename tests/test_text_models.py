@@ -21,7 +21,8 @@ import torch
 from seqpipe.estimators.classification import ClassifyFitData, SequenceBatch
 from seqpipe.estimators.interface import FitOptions
 from seqpipe.estimators.neural_classifier import NeuralClassifierEstimator
-from seqpipe.estimators.text_references import NBLinearEstimator, TfidfLinearEstimator, batch_grams, text_grams
+from seqpipe.estimators.ngrams import batch_grams, text_grams
+from seqpipe.estimators.text_references import NBLinearEstimator, TfidfLinearEstimator
 from seqpipe.evaluation.classification import log_loss
 from seqpipe.hyperparams import (
     CLASSIFICATION_ARCHS,
@@ -369,7 +370,8 @@ def test_tfidf_linear_saves_without_a_pickle_and_loads_identically(tmp_path):
     estimator.save(tmp_path / "tfidf")
     spec = json.loads((tmp_path / "tfidf" / "model.json").read_text())
     assert spec["arch"] == "tfidf_linear" and spec["shape"]["vocabulary"] == VOCABULARY
-    assert spec["params"] == {"ngram_max": 2, "min_df": 1, "sublinear_tf": True, "loss": "logistic",
+    assert spec["params"] == {"ngram_max": 2, "min_df": 1, "words": "tokens", "char_ngram_min": 2,
+                              "char_ngram_max": 0, "sublinear_tf": True, "loss": "logistic",
                               "regularization": 10.0, "max_iter": 1000}
     grams = json.loads((tmp_path / "tfidf" / spec["grams"]).read_text())
     with np.load(tmp_path / "tfidf" / spec["arrays"], allow_pickle=False) as arrays:
@@ -520,3 +522,108 @@ def test_the_ngram_references_refuse_numeric_frames_and_a_single_class():
     one_class = replace(data, train_labels=np.zeros_like(data.train_labels))
     with pytest.raises(ValueError, match=r"nb_linear's logistic regression needs at least two classes"):
         NBLinearEstimator(SHAPE, {}).fit(one_class, SETTINGS)
+
+
+# -- words and characters of the text ------------------------------------------------------------
+
+# A review is good when it holds a word ending in "ful", bad when one ending in "less". The
+# test reviews' cue words never occur in training: a tokenizer learned there maps them to
+# [UNK], while their characters still carry the suffix.
+SUFFIX_CUES = {
+    "train": {"good": ("wonderful", "joyful", "graceful", "powerful", "masterful", "soulful"),
+              "bad": ("hopeless", "pointless", "witless", "aimless", "lifeless", "toothless")},
+    "test": {"good": ("delightful", "colorful", "tasteful", "playful"),
+             "bad": ("charmless", "humorless", "tasteless", "spineless")},
+}
+SUFFIX_FILLER = "the movie plot actor scene film story cast music screen camera script role ending".split()
+CHARS = {"words": "text", "char_ngram_max": 5}
+
+
+def _suffix_texts(n: int, seed: int, cues: dict[str, tuple[str, ...]]) -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    texts = []
+    for label in labels:
+        words = [str(w) for w in rng.choice(SUFFIX_FILLER, size=int(rng.integers(3, 10)))]
+        words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(cues[("bad", "good")[label]])))
+        texts.append(" ".join(words).capitalize() + ".")
+    return texts, labels.astype(np.int64)
+
+
+@functools.cache
+def _suffix_data() -> tuple[ClassifyFitData, SequenceBatch, np.ndarray, ClassifierShape]:
+    from seqpipe.config import TextConfig
+    from seqpipe.data.text_prepare import TextTokenizer
+
+    (train, train_labels), (val, val_labels) = (_suffix_texts(300, 1, SUFFIX_CUES["train"]),
+                                                _suffix_texts(80, 2, SUFFIX_CUES["train"]))
+    test, test_labels = _suffix_texts(200, 3, SUFFIX_CUES["test"])
+    tokenizer = TextTokenizer.train(train, TextConfig(min_frequency=1))
+    shape = ClassifierShape(channels=1, classes=2, max_length=MAX_LENGTH, vocabulary=tokenizer.vocabulary_size)
+    data = ClassifyFitData(tokenizer.batch(train), train_labels, tokenizer.batch(val), val_labels)
+    return data, tokenizer.batch(test), test_labels, shape
+
+
+def test_word_and_character_grams_are_scikit_learns_analyzers():
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    from seqpipe.estimators.ngrams import char_grams, word_grams
+
+    texts = ["The film's a delight, really: 10/10!", "a b  cd\tdéjà-vu", "I"]
+    words = CountVectorizer(ngram_range=(1, 2)).build_analyzer()
+    chars = CountVectorizer(analyzer="char_wb", ngram_range=(2, 5)).build_analyzer()
+    for text in texts:
+        assert word_grams(text, 2) == ["w:" + gram for gram in words(text)]
+        assert char_grams(text, 2, 5) == ["c:" + gram for gram in chars(text)]
+
+
+def test_tfidf_of_words_and_characters_is_a_union_of_scikit_learns_vectorizers():
+    from scipy.sparse import hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    data, test, _, shape = _suffix_data()
+    estimator = TfidfLinearEstimator(shape, {**CHARS, "char_ngram_min": 3})
+    estimator.fit(data, SETTINGS)
+    vectorizers = {"w:": TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+                   "c:": TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True)}
+    for vectorizer in vectorizers.values():
+        vectorizer.fit(data.train.texts)
+    union = hstack([v.transform(test.texts) for v in vectorizers.values()]).toarray()
+    offsets = {"w:": 0, "c:": len(vectorizers["w:"].vocabulary_)}
+    columns = [offsets[g[:2]] + vectorizers[g[:2]].vocabulary_[g[2:]] for g in estimator._state.grams]
+    assert len(columns) == union.shape[1]
+    np.testing.assert_allclose(estimator.features(test).toarray(), union[:, columns], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [TfidfLinearEstimator, NBLinearEstimator], ids=["tfidf_linear", "nb_linear"])
+def test_character_grams_classify_words_the_tokenizer_never_saw(cls, tmp_path):
+    data, test, labels, shape = _suffix_data()
+    tokens, chars = cls(shape, {}), cls(shape, CHARS)
+    tokens.fit(data, SETTINGS)
+    chars.fit(data, SETTINGS)
+    # Every test cue word is [UNK] to the tokenizer: the token model is left with the filler.
+    assert _accuracy(tokens.predict_proba(test), labels) < 0.7
+    assert _accuracy(chars.predict_proba(test), labels) > 0.95
+    chars.save(tmp_path / "chars")
+    assert np.array_equal(cls.load(tmp_path / "chars").predict_proba(test), chars.predict_proba(test))
+
+
+def test_a_model_that_reads_characters_refuses_a_batch_without_them():
+    data, test, _, shape = _suffix_data()
+    estimator = TfidfLinearEstimator(shape, CHARS)
+    estimator.fit(data, SETTINGS)
+    with pytest.raises(ValueError, match=r"tfidf_linear with words: text and char_ngram_max 5 reads each text's "
+                                         r"characters, which this batch does not carry"):
+        estimator.predict_proba(replace(test, texts=None))
+
+
+def test_a_character_range_that_ends_before_it_starts_is_refused():
+    from pydantic import ValidationError
+
+    from seqpipe.config import PARAMS_SCHEMAS
+
+    with pytest.raises(ValueError, match="char_ngram_max 3 is below char_ngram_min 4"):
+        TfidfLinearEstimator(SHAPE, {"char_ngram_min": 4, "char_ngram_max": 3})
+    with pytest.raises(ValidationError, match="char_ngram_max 3 is below char_ngram_min 4"):
+        PARAMS_SCHEMAS[NBLinearParams].model_validate({"char_ngram_min": 4, "char_ngram_max": 3})
+    assert TfidfLinearParams(char_ngram_min=4).char_ngram_max == 0  # no characters: the minimum is unused

@@ -9,7 +9,10 @@ Normalisation is tokenisation: a Hugging Face ``tokenizers`` tokenizer whose voc
 is learned from the training texts only (``TextTokenizer``), saved beside the prepared
 texts and applied unchanged at predict time. A text longer than ``max_tokens`` keeps its
 first ``max_tokens`` tokens; how many were cut is counted and recorded in ``meta.json``.
-A batch holds the token ids as float32 ``(n, length, 1)``, zero padded (``[PAD]`` is 0).
+A batch holds the token ids as float32 ``(n, length, 1)``, zero padded (``[PAD]`` is 0),
+and each text as the tokenizer normalised it (NFKC, lowercased if configured) through the
+end of its last kept token: the characters a model that reads them sees, cut by the same
+rule.
 
 The prepared folder holds ``texts.parquet`` (the canonical rows and their ``split``, raw
 text), ``tokenizer.json`` and ``meta.json``; batches are encoded again on load.
@@ -20,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -95,10 +98,18 @@ def _carve(ids: np.ndarray, labels: np.ndarray, share: float, seed: int) -> np.n
 
 @dataclass(frozen=True)
 class Encoded:
-    """Token ids per text (at least one each) and how many texts were cut to ``max_tokens``."""
+    """Token ids per text (at least one each), the normalised text they cover, and how many texts were cut to
+    ``max_tokens``."""
 
     ids: list[np.ndarray]
+    texts: list[str]
     truncated: int
+
+    def batch(self, rows: Sequence[int] | None = None, length: int | None = None) -> SequenceBatch:
+        """The ``rows`` (None: all) as a batch: token ids padded with ``[PAD]`` to ``length`` (None: the longest)."""
+        rows = range(len(self.ids)) if rows is None else rows
+        tokens = pad([self.ids[i].astype(np.float32)[:, None] for i in rows], length, channels=len(CHANNELS))
+        return replace(tokens, texts=tuple(self.texts[i] for i in rows))
 
 
 class TextTokenizer:
@@ -148,19 +159,32 @@ class TextTokenizer:
         return [e.ids for e in self.tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def encode_counted(self, texts: Sequence[str]) -> Encoded:
-        """Token ids (int64) of each text, cut to its first ``max_tokens``; an empty encoding is one ``[UNK]``."""
+        """Token ids (int64) of each text, cut to its first ``max_tokens``; an empty encoding is one ``[UNK]``.
+
+        Each text's characters are cut where its last kept token ends (the offsets are the
+        raw text's), then normalised as the tokenizer normalises them.
+        """
         limit = self.settings.max_tokens
-        raw = self._raw_ids(texts)
-        ids = [np.asarray(r[:limit] if r else [self.unknown_id], dtype=np.int64) for r in raw]
-        return Encoded(ids=ids, truncated=sum(len(r) > limit for r in raw))
+        encodings = self.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        ids = [np.asarray(e.ids[:limit] if e.ids else [self.unknown_id], dtype=np.int64) for e in encodings]
+        kept = [text[: e.offsets[limit - 1][1]] if len(e.ids) > limit else text for text, e in zip(texts, encodings)]
+        return Encoded(ids=ids, texts=[self.tokenizer.normalizer.normalize_str(text) for text in kept],
+                       truncated=sum(len(e.ids) > limit for e in encodings))
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
         """``encode_counted``'s ids; texts that were cut are logged."""
+        return self._encode_logged(texts).ids
+
+    def batch(self, texts: Sequence[str]) -> SequenceBatch:
+        """The texts' padded batch of token ids and normalised characters, as a model reads them; cuts are logged."""
+        return self._encode_logged(texts).batch()
+
+    def _encode_logged(self, texts: Sequence[str]) -> Encoded:
         encoded = self.encode_counted(texts)
         if encoded.truncated:
             log.info("%d of %d texts are longer than %d tokens and keep their first %d (classify.text.max_tokens)",
                      encoded.truncated, len(texts), self.settings.max_tokens, self.settings.max_tokens)
-        return encoded.ids
+        return encoded
 
     def token_counts(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Each text's tokens before truncation, and how many of them are ``[UNK]``."""
@@ -286,8 +310,7 @@ class PreparedTexts(LabelledSplits):
     def batch_of(self, split: str, length: int | None = None) -> tuple[SequenceBatch, np.ndarray]:
         """The split's token ids (in id order), padded with ``[PAD]`` to ``length`` (None: its longest), and classes."""
         chosen = np.flatnonzero(self.splits == _known_split(split))
-        tokens = [self.encoded.ids[i].astype(np.float32)[:, None] for i in chosen]
-        return pad(tokens, length, channels=len(self.channels)), self.labels[chosen]
+        return self.encoded.batch(chosen, length), self.labels[chosen]
 
 
 

@@ -25,6 +25,9 @@ class SequenceBatch:
 
     x: np.ndarray  # (n, length, channels) float32, zeros after each sequence's end
     lengths: np.ndarray  # (n,) int64, each sequence's real steps, at least 1
+    # A batch of texts also carries each text as its tokenizer normalised it, through the end of its last
+    # kept token, for the models that read characters; None for numeric sequences.
+    texts: tuple[str, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.x)

@@ -1,15 +1,19 @@
 """The text references every text network must beat: linear models of token n-grams.
 
 A text is the classifiers' ``SequenceBatch`` of token ids (channel 0, the tokenizer's
-words). Each text's real ids become string n-grams, ``"12"`` for a word and ``"12_40"``
-for a bigram, from 1 to ``ngram_max`` tokens long; the n-grams of the training texts (in
-at least ``min_df`` of them) are the vocabulary, and an n-gram outside it is ignored, as
-scikit-learn's vectorizers ignore it. Two weightings of those n-grams feed scikit-learn's
-logistic regression:
+words) and, for a text batch, its normalised characters. Each text becomes string
+n-grams (``seqpipe.estimators.ngrams``): by default n-grams of its token ids, ``"12"`` for
+a word and ``"12_40"`` for a bigram, from 1 to ``ngram_max`` tokens long; on request the
+word n-grams of its characters instead (``words: text``) and its character n-grams
+besides (``char_ngram_max``). The n-grams of the training texts (in at least ``min_df`` of
+them) are the vocabulary, and an n-gram outside it is ignored, as scikit-learn's
+vectorizers ignore it. Two weightings of those n-grams feed scikit-learn's linear models:
 
 - ``tfidf_linear``: TF-IDF as scikit-learn's ``TfidfVectorizer`` weighs by default
   (sublinear counts if asked, smooth idf ``ln((1 + n) / (1 + df)) + 1``, every row scaled
-  to unit L2 norm), read by a multinomial logistic regression or (``loss: squared_hinge``)
+  to unit L2 norm; with character n-grams, the words' block and the characters' block
+  each scaled to unit norm, as a union of two vectorizers scales them), read by a
+  multinomial logistic regression or (``loss: squared_hinge``)
   a linear SVM. An SVM's scores are margins, not log-odds: its probabilities are the
   softmax of its scores times one temperature, the one that minimises the validation
   split's log loss (Guo et al. 2017). The temperature changes no predicted class, so the
@@ -41,6 +45,7 @@ import numpy as np
 
 from seqpipe.estimators.classification import ClassifyFitData, SequenceBatch
 from seqpipe.estimators.interface import FitOptions
+from seqpipe.estimators.ngrams import document_grams, is_char_gram
 from seqpipe.estimators.references import (
     ARRAYS_FILE,
     _check_batch,
@@ -58,26 +63,9 @@ from seqpipe.training import FitResult, TrainSettings
 log = logging.getLogger(__name__)
 
 GRAMS_FILE = "grams.json"
-# Joins an n-gram's token ids into its name: "12_40".
-GRAM_SEPARATOR = "_"
 # Where the SVM's temperature is searched: wide enough for the scores of unit-norm TF-IDF rows,
 # whose margins sit near 1, to become anything from nearly uniform to nearly certain.
 TEMPERATURE_RANGE = (1e-2, 1e3)
-
-
-def text_grams(ids: np.ndarray, ngram_max: int) -> list[str]:
-    """The n-grams of one text's token ids, 1 to ``ngram_max`` tokens long, as strings: words first, in order."""
-    words = [str(int(token)) for token in ids]
-    grams = list(words)
-    for n in range(2, ngram_max + 1):
-        grams.extend(GRAM_SEPARATOR.join(words[i:i + n]) for i in range(len(words) - n + 1))
-    return grams
-
-
-def batch_grams(batch: SequenceBatch, ngram_max: int) -> list[list[str]]:
-    """Each text's n-grams, read from its real steps' token ids (channel 0, rounded)."""
-    ids = np.rint(batch.x[..., 0]).astype(np.int64)
-    return [text_grams(ids[i, : int(length)], ngram_max) for i, length in enumerate(batch.lengths)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +142,7 @@ class _NgramLinear(_ReferenceClassifier):
                              f"(vocabulary=0)")
         self._state: Any = None
         self._columns: dict[str, int] = {}
+        self._char_columns = np.zeros(0, dtype=np.int64)  # 1 where a feature column is a character n-gram
 
     def describe(self) -> dict[str, Any]:
         fitted = {} if self._state is None else {"grams": len(self._state.grams),
@@ -163,6 +152,7 @@ class _NgramLinear(_ReferenceClassifier):
     def _set_state(self, state: Any) -> None:
         self._state = state
         self._columns = {gram: column for column, gram in enumerate(state.grams)}
+        self._char_columns = np.fromiter((is_char_gram(g) for g in state.grams), dtype=np.int64, count=len(state.grams))
 
     def _fitted_state(self) -> Any:
         if self._state is None:
@@ -172,7 +162,10 @@ class _NgramLinear(_ReferenceClassifier):
     def _training_texts(self, data: ClassifyFitData) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
         """The training texts' n-grams, their labels, and the classes present (at least two)."""
         labels, present = self._training_labels(data)
-        return batch_grams(data.train, self.params.ngram_max), labels, present
+        return self._grams(data.train), labels, present
+
+    def _grams(self, batch: SequenceBatch) -> list[list[str]]:
+        return document_grams(batch, self.params, self.arch)
 
     def _vocabulary(self, documents: list[list[str]]) -> tuple[list[str], np.ndarray]:
         """The n-grams in at least ``min_df`` training texts, sorted, and how many texts hold each."""
@@ -261,14 +254,15 @@ class TfidfLinearEstimator(_NgramLinear):
 
         state = self._fitted_state()
         _check_batch(batch, self.shape, "prediction")
-        data, indices, indptr = self._tf(batch_grams(batch, self.params.ngram_max))
+        data, indices, indptr = self._tf(self._grams(batch))
         if self.params.sublinear_tf:
             data = 1.0 + np.log(data)
         data = data * state.idf[indices]
-        rows = np.repeat(np.arange(len(batch)), np.diff(indptr))
-        norms = np.sqrt(np.bincount(rows, weights=data**2, minlength=len(batch)))
+        # Each row's words and characters are two blocks, each scaled to unit norm.
+        blocks = np.repeat(np.arange(len(batch)), np.diff(indptr)) * 2 + self._char_columns[indices]
+        norms = np.sqrt(np.bincount(blocks, weights=data**2, minlength=2 * len(batch)))
         # A text with no known n-gram keeps its empty row: the regression reads only its intercept.
-        data = data / np.where(norms > 0, norms, 1.0)[rows]
+        data = data / np.where(norms > 0, norms, 1.0)[blocks]
         return csr_matrix((data, indices, indptr), shape=(len(batch), len(state.grams)))
 
     def fit(self, data: ClassifyFitData, settings: TrainSettings, options: FitOptions = FitOptions()) -> FitResult:
@@ -325,7 +319,7 @@ class NBLinearEstimator(_NgramLinear):
 
         state = self._fitted_state()
         _check_batch(batch, self.shape, "prediction")
-        data, indices, indptr = self._tf(batch_grams(batch, self.params.ngram_max))
+        data, indices, indptr = self._tf(self._grams(batch))
         return csr_matrix((np.ones_like(data), indices, indptr), shape=(len(batch), len(state.grams)))
 
     def _log_count_ratio(self, presence: Any, positive: np.ndarray) -> np.ndarray:

@@ -99,8 +99,7 @@ def _texts(frame: pd.DataFrame, tokenizer: TextTokenizer) -> tuple[list[str], Se
     empty = [i for i, text in zip(ids, texts) if not isinstance(text, str) or not text.strip()]
     if empty:
         raise PredictionError(f"texts {empty[:10]} are empty or missing: there is nothing to classify")
-    encoded = tokenizer.encode(texts.tolist())
-    return ids, pad([tokens.reshape(-1, 1).astype(np.float64) for tokens in encoded])
+    return ids, tokenizer.batch(texts.tolist())
 
 
 def load_preprocessing(spec: InputSpec, path: Path) -> Preprocessing:
