@@ -532,7 +532,8 @@ class TextConfig(StrictModel):
     min_frequency: int = Field(2, gt=0, description="a token seen fewer times in training text is unknown")
     lowercase: bool = True
     max_tokens: int = Field(
-        256, gt=0, description="a longer text keeps its first max_tokens tokens (recorded with the model)"
+        256, gt=0, description="a longer text keeps its first max_tokens tokens, and its characters up to the end "
+                               "of the last (recorded with the model)"
     )
     max_chars: int = Field(100_000, gt=0, description="validation: a text longer than this is refused")
 

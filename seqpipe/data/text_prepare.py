@@ -49,7 +49,8 @@ PAD_TOKEN, UNK_TOKEN = "[PAD]", "[UNK]"
 SPECIAL_TOKENS = (PAD_TOKEN, UNK_TOKEN)  # in id order: [PAD] is 0, what batches are padded with
 CONTINUING_PREFIX = "##"  # WordPiece's mark of a piece inside a word
 CHANNELS = ("token",)
-TRUNCATION_RULE = "a text longer than max_tokens tokens keeps its first max_tokens tokens"
+TRUNCATION_RULE = ("a text longer than max_tokens tokens keeps its first max_tokens tokens, and its characters "
+                   "up to the end of the last of them")
 # Token ids travel in float32 batches, which hold every integer up to 2**24 exactly.
 LARGEST_VOCABULARY = 2 ** 24
 
