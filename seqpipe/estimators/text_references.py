@@ -1,4 +1,4 @@
-"""The text references every text network must beat: linear models of token n-grams.
+"""The text references every text network must beat: linear models of a text's word (and character) n-grams.
 
 A text is the classifiers' ``SequenceBatch`` of token ids (channel 0, the tokenizer's
 words) and, for a text batch, its normalised characters. Each text becomes string
