@@ -142,7 +142,6 @@ class _NgramLinear(_ReferenceClassifier):
                              f"(vocabulary=0)")
         self._state: Any = None
         self._columns: dict[str, int] = {}
-        self._char_columns = np.zeros(0, dtype=np.int64)  # 1 where a feature column is a character n-gram
 
     def describe(self) -> dict[str, Any]:
         fitted = {} if self._state is None else {"grams": len(self._state.grams),
@@ -150,9 +149,15 @@ class _NgramLinear(_ReferenceClassifier):
         return {**dataclasses.asdict(self.params), **fitted}
 
     def _set_state(self, state: Any) -> None:
+        # A fit replaces its state (placeholder, fitted, calibrated) over one vocabulary: the lookups
+        # derived from the n-grams are built again only for new ones.
+        new_grams = self._state is None or state.grams is not self._state.grams
         self._state = state
-        self._columns = {gram: column for column, gram in enumerate(state.grams)}
-        self._char_columns = np.fromiter((is_char_gram(g) for g in state.grams), dtype=np.int64, count=len(state.grams))
+        if new_grams:
+            self._vocabulary_changed(state.grams)
+
+    def _vocabulary_changed(self, grams: list[str]) -> None:
+        self._columns = {gram: column for column, gram in enumerate(grams)}
 
     def _fitted_state(self) -> Any:
         if self._state is None:
@@ -247,6 +252,11 @@ class TfidfLinearEstimator(_NgramLinear):
     arch = "tfidf_linear"
     requirements: ClassVar[tuple[str, ...]] = ("scikit-learn",)
     state_cls = _TfidfState
+
+    def _vocabulary_changed(self, grams: list[str]) -> None:
+        super()._vocabulary_changed(grams)
+        # 1 where a feature column is a character n-gram: the block each TF-IDF value is normalised in.
+        self._char_columns = np.fromiter((is_char_gram(g) for g in grams), dtype=np.int64, count=len(grams))
 
     def features(self, batch: SequenceBatch) -> Any:
         """The L2-normalised TF-IDF rows ``(n, grams)`` the regression reads, a SciPy CSR matrix."""
