@@ -1,4 +1,4 @@
-"""The retraining flow: ingest -> validate -> prepare -> train x N -> evaluate [-> backtest] -> register -> gate.
+"""The retraining flow: ingest -> validate -> prepare [-> select] -> train x N -> evaluate [-> backtest] -> register -> gate.
 
 Tasks only call ``seqpipe.steps``; data moves between them as files under ``data/``.
 Run it in-process with ``seqpipe run`` (Prefect needs no server for that), or serve it
@@ -75,6 +75,9 @@ def run_pipeline(cfg: PipelineConfig, flow_run_id: str | None, scheduled: bool =
             # A rejected batch is worth seeing in MLflow too: why this run never trained.
             steps.record_validation(cfg, parent, flow_run_id)
         _cached_step(timer, cfg, "prepare")
+        if cfg.evaluation.selection.method == "backtest":
+            # Before training: a fold plan the data cannot meet fails before any model is fitted.
+            timer.run("select", plain_task("select", steps.select, cfg), cfg, parent)
         trained = timer.run(f"train {len(cfg.models)} models ({cfg.orchestration.mode})", train_models,
                             cfg, [spec.name for spec in cfg.models], parent)
         board = timer.run("evaluate", plain_task("evaluate", steps.evaluate, cfg), cfg, parent)

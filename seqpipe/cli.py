@@ -176,6 +176,22 @@ def backtest(
 
 
 @app.command()
+def select(
+    write_when_off: Annotated[bool, typer.Option(
+        "--write-when-off", help="with evaluation.selection.method validation, still write data/selection empty (for DVC)")] = False,
+    conf: ConfOption = DEFAULT_CONF,
+) -> None:
+    """Refit and score every model on backtest folds before the test window, which then rank (conf: evaluation.selection)."""
+    from seqpipe import steps
+
+    cfg = _config(conf)
+    with _locked(cfg, "select"):
+        steps.select(cfg, write_when_off=write_when_off)
+    if cfg.evaluation.selection.method == "backtest":
+        print((steps.Layout.of(cfg).selection / "summary.md").read_text())
+
+
+@app.command()
 def register(conf: ConfOption = DEFAULT_CONF) -> None:
     """Register the leaderboard's best model with the alias 'challenger'."""
     from seqpipe import steps

@@ -355,6 +355,22 @@ class BacktestConfig(StrictModel):
     models: list[str] | None = Field(None, min_length=1, description="models to backtest; None: every configured one")
 
 
+class SelectionConfig(StrictModel):
+    """How the champion is chosen: on the validation window, or on backtest folds that end before the test window.
+
+    ``backtest`` refits every model at ``folds`` forecast origins before the test window
+    (fold 1 forecasts the validation window, each next fold's origin ``step`` points
+    earlier) and ranks by the mean over the folds. Each fold stops training on its own
+    validation window, the one before the window it is scored on, so no model is scored
+    where it stopped training, as models are on the pipeline's own validation window.
+    """
+
+    method: Literal["validation", "backtest"] = Field(
+        "validation", description="validation: the validation window ranks; backtest: folds before the test window rank")
+    folds: int = Field(2, ge=1, description="backtest: forecast origins before the test window")
+    step: int | None = Field(None, gt=0, description="backtest: points the origin moves back per fold; None: the horizon")
+
+
 class EvaluationConfig(StrictModel):
     metric: Literal["mase", "smape", "mape", "mae", "rmse"] = "mase"
     plot_series: int = Field(4, gt=0)
@@ -362,6 +378,7 @@ class EvaluationConfig(StrictModel):
     coverage_levels: list[float] = Field([0.8, 0.95], description="central interval levels whose coverage is scored")
     seed: int = Field(0, description="seed of the evaluation's sampling, so scores repeat")
     backtest: BacktestConfig = BacktestConfig()
+    selection: SelectionConfig = SelectionConfig()
 
     @model_validator(mode="after")
     def _levels_are_probabilities(self) -> EvaluationConfig:

@@ -24,9 +24,11 @@ class Layout:
     evaluation: Path
     checkpoints: Path
     backtest: Path
+    selection: Path
 
     @classmethod
     def of(cls, cfg: PipelineConfig) -> Layout:
         root = cfg.data_dir
         return cls(root / "raw", root / "validated", root / "quarantine", root / "reports" / "validation", root / "prepared",
-                   root / "models", root / "runs", root / "evaluation", root / "checkpoints", root / "backtest")
+                   root / "models", root / "runs", root / "evaluation", root / "checkpoints", root / "backtest",
+                   root / "selection")

@@ -1,7 +1,9 @@
 """Rolling-origin backtest: refit every model at several earlier forecast origins and score each.
 
 Fold 1 forecasts the regular test window; fold i holds back the last ``(i - 1) x step``
-points of every series and forecasts the ``horizon`` points before them. Each fold's
+points of every series and forecasts the ``horizon`` points before them. The folds that
+choose the champion (``evaluation.selection``) hold back the test window as well, so
+their fold 1 forecasts the validation window and none of them reads a test point. Each fold's
 series are filled, split, scaled and windowed by the same prepare code as the pipeline,
 from the points before the held-back part only, so nothing after a fold's test window
 reaches it, and nothing at or after its origin reaches its scalers or its training (as
@@ -41,25 +43,27 @@ class FoldPlan:
     skipped: tuple[str, ...]  # too short: left out of this fold
 
 
-def plan_folds(lengths: pd.Series, spec: SeriesSpec, folds: int, step: int, padded: bool = False) -> list[FoldPlan]:
+def plan_folds(lengths: pd.Series, spec: SeriesSpec, folds: int, step: int, padded: bool = False,
+               held_back: int = 0, setting: str = "evaluation.backtest") -> list[FoldPlan]:
     """Which series each fold scores, from the series' lengths (indexed by series id).
 
     ``padded`` (``prepare.pad_history``) lowers the length a series needs as prepare does.
-    Raises ``ValueError`` when a fold would have nothing to score or nothing to train on,
-    before any model is fitted.
+    ``held_back`` points at the end of every series belong to no fold (the test window,
+    for the folds that select). Raises ``ValueError`` naming ``setting`` when a fold would
+    have nothing to score or nothing to train on, before any model is fitted.
     """
     shortest = spec.min_length(padded)
     trainable = shortest + spec.horizon
     plans = []
     for number in range(1, folds + 1):
-        cut = (number - 1) * step
+        cut = held_back + (number - 1) * step
         kept = lengths[lengths - cut >= shortest]
         if kept.empty:
             raise ValueError(f"fold {number} of {folds} holds back {cut} points and leaves no series of at least "
-                             f"{shortest} points ({length_rule(padded)}): lower evaluation.backtest.folds or step")
+                             f"{shortest} points ({length_rule(padded)}): lower {setting}.folds or step")
         if not (kept - cut >= trainable).any():
             raise ValueError(f"fold {number} of {folds} holds back {cut} points and leaves no series long enough for a "
-                             f"training window ({trainable} points): lower evaluation.backtest.folds or step")
+                             f"training window ({trainable} points): lower {setting}.folds or step")
         skipped = lengths.index.difference(kept.index)
         plans.append(FoldPlan(number, cut, tuple(map(str, kept.index)), tuple(map(str, skipped))))
     return plans

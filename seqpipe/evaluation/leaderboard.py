@@ -1,8 +1,10 @@
-"""The leaderboard: one row per model, best first by the configured metric on the validation window.
+"""The leaderboard: one row per model, best first by the configured metric on a window before the test window.
 
-Each model has its validation scores (``val_mase``, ...), which rank it, and its test
-scores (``mase``, ...), which only report: choosing on the split that reports the
-choice's score would bias that score.
+Each model has its validation scores (``val_mase``, ...) and its test scores (``mase``,
+...), which only report: choosing on the split that reports the choice's score would
+bias that score. The validation scores rank, unless the champion is chosen on backtest
+folds before the test window (``evaluation.selection``): then each model's mean over
+those folds (``sel_mase``, ...) ranks.
 """
 
 from __future__ import annotations
@@ -11,28 +13,36 @@ import pandas as pd
 
 KEYS = ("model", "arch", "series_id")
 VALIDATION_PREFIX = "val_"
+SELECTION_PREFIX = "sel_"
+RANKED_ON = {"validation": VALIDATION_PREFIX, "backtest": SELECTION_PREFIX}
 
 
-def ranking_column(metric: str) -> str:
-    """The leaderboard column that ranks: ``metric`` on the validation window."""
-    return f"{VALIDATION_PREFIX}{metric}"
+def ranking_column(metric: str, method: str = "validation") -> str:
+    """The leaderboard column that ranks under selection ``method``: ``metric`` on the validation window or the selection folds."""
+    return f"{RANKED_ON[method]}{metric}"
 
 
-def build_leaderboard(per_series: pd.DataFrame, metric: str) -> pd.DataFrame:
+def build_leaderboard(per_series: pd.DataFrame, metric: str, selection: pd.DataFrame | None = None) -> pd.DataFrame:
     """Aggregate per-series scores (columns: model, arch, series_id, metrics) into the mean per model.
 
-    Ranked by ``val_<metric>``, ties by name. Probabilistic scores (CRPS, coverage) are
+    ``selection`` (indexed by model, a column per metric: the means over the selection
+    folds) adds the ``sel_`` columns and ranks by ``sel_<metric>``; without it
+    ``val_<metric>`` ranks. Ties go by name. Probabilistic scores (CRPS, coverage) are
     empty for point forecasters.
     """
     scores = [c for c in per_series.columns if c not in KEYS]
     board = per_series.groupby(["model", "arch"], sort=False)[scores].mean().reset_index()
-    board = board.sort_values([ranking_column(metric), "model"], kind="stable").reset_index(drop=True)
+    if selection is not None:
+        for column in selection.columns:
+            board[f"{SELECTION_PREFIX}{column}"] = board["model"].map(selection[column]).astype(float)
+    ranked_by = ranking_column(metric, "validation" if selection is None else "backtest")
+    board = board.sort_values([ranked_by, "model"], kind="stable").reset_index(drop=True)
     board.insert(0, "rank", range(1, len(board) + 1))
     return board
 
 
 def board_metrics(board: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Each model's scores (test ones unprefixed, validation ones ``val_``), leaving out those it has none of (JSON has no NaN)."""
+    """Each model's scores (test ones unprefixed, the others ``val_`` or ``sel_``), leaving out those it has none of (JSON has no NaN)."""
     scores = [c for c in board.columns if c not in (*KEYS, "rank")]
     return {row["model"]: {m: float(row[m]) for m in scores if pd.notna(row[m])} for _, row in board.iterrows()}
 

@@ -12,7 +12,8 @@ Each group lives in its own module; every step is importable from here:
 - ``training``: train one model into its own MLflow run.
 - ``transfer``: carry prepared data and trained models between machines through MLflow.
 - ``evaluation``: score the trained models on the test split, the leaderboard.
-- ``backtesting``: the rolling-origin backtest.
+- ``backtesting``: the rolling-origin backtest, and the fold refits that selection shares.
+- ``selection``: choose the champion on backtest folds before the test window.
 - ``registry``: register, gate, promote, roll back, list versions, predict.
 - ``scheduled``: scheduled retraining's checks: production's data, drift.
 - ``provenance``: lineage of a registered version, and reproducing it.
@@ -34,6 +35,7 @@ from seqpipe.steps.runs import (
     PIPELINE_KEY_TAG, finish_pipeline_run, pipeline_key, pipeline_run_for, pipeline_run_of_data, record_decision, record_validation,
     start_pipeline_run,
 )
+from seqpipe.steps.selection import select
 from seqpipe.steps.scheduled import DRIFT_DIR, check_drift, production_dataset, retraining_decision
 from seqpipe.steps.synthesis import SYNTHETIC_DIR, synthesize
 from seqpipe.steps.training import HISTORY_FILE, PREPARED_TAG, train, training_record
@@ -55,8 +57,9 @@ __all__ = [
     # transfer
     "MODEL_FILES", "PREPARED_FILES", "fetch_prepared", "fetch_trained", "fetch_training_summary", "publish_prepared",
     "publish_training_summary",
-    # evaluation, backtesting
+    # evaluation, backtesting, selection
     "EVALUATION_ARTIFACTS", "evaluate", "leaderboard_markdown", "leaderboard_title", "BACKTEST_ARTIFACTS", "backtest",
+    "select",
     # registry
     "VERSION_COLUMNS", "gate", "predict", "promote", "register", "rollback", "versions",
     # scheduled, provenance, synthesis

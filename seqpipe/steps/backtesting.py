@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -47,50 +48,75 @@ def backtest(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_o
     if settings.folds == 0:
         off, summary = bt.empty_result()
         if write_when_off:
-            _write_backtest(layout.backtest, off, summary, "The backtest is off (evaluation.backtest.folds = 0).\n")
+            write_folds(layout.backtest, off, summary, "The backtest is off (evaluation.backtest.folds = 0).\n")
         log.info("backtest off: set evaluation.backtest.folds to run one")
         return summary
+    plan = FoldRun(cfg.backtest_models(), settings.folds, settings.step, before_test=False,
+                   setting="evaluation.backtest", name="backtest", title="Rolling-origin backtest")
+    summary = refit_on_folds(cfg, plan, layout.backtest, parent_run_id or _evaluated_parent(cfg))
+    log.info("backtest (%d folds, ranked by mean %s) written to %s", settings.folds, cfg.evaluation.metric,
+             layout.backtest)
+    return summary
+
+
+@dataclass(frozen=True)
+class FoldRun:
+    """Which models a fold run refits, at how many origins, and what it is called in errors, logs and MLflow."""
+
+    models: list[ModelSpec]
+    folds: int
+    step: int | None  # None: the horizon
+    before_test: bool  # hold back the test window: fold 1 then forecasts the validation window
+    setting: str  # the config section that asked for it, e.g. evaluation.backtest
+    name: str  # prefix of its MLflow metrics and artifact folder, e.g. backtest
+    title: str  # what its summary.md calls it
+
+
+def refit_on_folds(cfg: PipelineConfig, run: FoldRun, folder: Path, parent_run_id: str | None) -> pd.DataFrame:
+    """Refit and score ``run.models`` on each fold; write ``folder`` and log to the parent run; return the summary.
+
+    The folds start from the validated rows: each is filled, split, scaled and windowed by
+    the pipeline's prepare code from its own points only. ``parent_run_id`` None opens a
+    pipeline run of its own for the results.
+    """
+    layout = Layout.of(cfg)
     # Folds start from the validated rows, before any fill: a gap just before a fold's origin
     # must not be interpolated from points after it.
     if not (layout.validated / VALIDATED_FILE).is_file():
-        raise ConfigError(f"{layout.validated}: no validated data to backtest on; run `seqpipe validate` first")
+        raise ConfigError(f"{layout.validated}: no validated data for the {run.name} folds; run `seqpipe validate` first")
     frame = pd.read_parquet(layout.validated / VALIDATED_FILE)
     spec = _with_frequency(series_spec(cfg.data), frame)
-    step = settings.step or spec.horizon
-    models = cfg.backtest_models()
-    for model_spec in models:  # a mistyped hyper-parameter fails before any fold is fitted
+    step = run.step or spec.horizon
+    for model_spec in run.models:  # a mistyped hyper-parameter fails before any fold is fitted
         seeded_estimator(cfg, model_spec)
     try:
-        plans = bt.plan_folds(frame.groupby("series_id", sort=True).size(), spec, settings.folds, step,
-                              cfg.prepare.pad_history)
+        plans = bt.plan_folds(frame.groupby("series_id", sort=True).size(), spec, run.folds, step,
+                              cfg.prepare.pad_history, spec.horizon if run.before_test else 0, run.setting)
     except ValueError as exc:
         raise ConfigError(f"{cfg.conf_dir / 'pipeline.yaml'}: {exc}") from None
 
     connect(cfg)  # an unreachable store fails here, before hours of fitting
-    parent, owned = parent_run_id or _evaluated_parent(cfg), False
+    parent, owned = parent_run_id, False
     if parent is None:
         parent, owned = pipeline_run_for(cfg), True
     try:
         result = bt.run_folds(
-            frame, plans, [(m.name, m.arch) for m in models],
+            frame, plans, [(m.name, m.arch) for m in run.models],
             prepare=lambda rows, fold: _prepare_fold(cfg, rows, spec, fold),
             fit_and_score=lambda name, fold_data, fold: _refit_and_score(cfg, cfg.model(name), fold_data,
-                                                                         f"{name} fold {fold}"),
+                                                                         f"{name} {run.name} fold {fold}"),
         )
         summary = bt.summarize(result.folds, cfg.evaluation.metric)
-        markdown = to_markdown(summary)
-        header = (f"Rolling-origin backtest: {settings.folds} folds, origin {step} points earlier per fold, "
-                  f"horizon {spec.horizon}; mean and standard deviation over folds.\n\n")
-        _write_backtest(layout.backtest, result, summary, header + markdown)
-        _log_backtest(cfg, parent, summary, step)
+        header = (f"{run.title}: {run.folds} folds, origin {step} points earlier per fold, horizon {spec.horizon}; "
+                  "mean and standard deviation over folds.\n\n")
+        write_folds(folder, result, summary, header + to_markdown(summary))
+        _log_folds(cfg, parent, summary, folder, run, step)
     except BaseException:
         if owned:
             finish_pipeline_run(cfg, parent, succeeded=False)
         raise
     if owned:
         finish_pipeline_run(cfg, parent, succeeded=True)
-    log.info("backtest (%d folds, step %d, ranked by mean %s) written to %s", settings.folds, step,
-             cfg.evaluation.metric, layout.backtest)
     return summary
 
 
@@ -116,7 +142,7 @@ def _refit_and_score(cfg: PipelineConfig, spec: ModelSpec, prepared: PreparedDat
     return score_estimator(estimator, test_inputs(prepared), actual, scale, cfg.evaluation, prepared.lower_bound)
 
 
-def _write_backtest(folder: Path, result: bt.BacktestResult, summary: pd.DataFrame, markdown: str) -> None:
+def write_folds(folder: Path, result: bt.BacktestResult, summary: pd.DataFrame, markdown: str) -> None:
     with atomic_dir(folder) as staging:
         result.folds.to_csv(staging / "folds.csv", index=False)
         result.forecasts.to_parquet(staging / "forecasts.parquet", index=False)
@@ -134,13 +160,12 @@ def _evaluated_parent(cfg: PipelineConfig) -> str | None:
     return None
 
 
-def _log_backtest(cfg: PipelineConfig, parent: str, summary: pd.DataFrame, step: int) -> None:
-    layout = Layout.of(cfg)
+def _log_folds(cfg: PipelineConfig, parent: str, summary: pd.DataFrame, folder: Path, run: FoldRun, step: int) -> None:
     client, _ = connect(cfg)
     for artifact in BACKTEST_ARTIFACTS:
-        client.log_artifact(parent, str(layout.backtest / artifact), "backtest")
-    log_metrics(client, parent, {f"backtest_{model}_{name}": value
+        client.log_artifact(parent, str(folder / artifact), run.name)
+    log_metrics(client, parent, {f"{run.name}_{model}_{name}": value
                                  for model, scores in bt.summary_metrics(summary).items()
                                  for name, value in scores.items()})
-    client.set_tag(parent, "seqpipe.backtest.folds", str(cfg.evaluation.backtest.folds))
-    client.set_tag(parent, "seqpipe.backtest.step", str(step))
+    client.set_tag(parent, f"seqpipe.{run.name}.folds", str(run.folds))
+    client.set_tag(parent, f"seqpipe.{run.name}.step", str(step))

@@ -1,7 +1,8 @@
 """Score the trained models on the validation and test windows: the leaderboard, forecasts and plots in ``data/evaluation``.
 
-The validation window ranks the models (and so picks the one ``register`` registers);
-the test window only reports.
+The validation window ranks the models (and so picks the one ``register`` registers), or
+the selection folds before it when ``evaluation.selection.method`` is ``backtest``; the
+test window only reports.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from seqpipe.data.domain import bounded
 from seqpipe.data.prepare import load_prepared
 from seqpipe.layout import Layout
 from seqpipe.errors import ConfigError
-from seqpipe.evaluation.leaderboard import VALIDATION_PREFIX, board_metrics, build_leaderboard, ranking_column, to_markdown
+from seqpipe.evaluation.leaderboard import (
+    SELECTION_PREFIX, VALIDATION_PREFIX, board_metrics, build_leaderboard, ranking_column, to_markdown,
+)
 from seqpipe.evaluation.metrics import METRICS, score
 from seqpipe.evaluation.plots import (
     plot_error_distribution, plot_forecast_vs_actual, plot_metric_by_model, sample_series,
@@ -29,6 +32,7 @@ from seqpipe.io import atomic_dir
 from seqpipe.models.persistence import SPEC_FILE
 from seqpipe.tracking.runs import log_metrics
 from seqpipe.tracking.store import connect
+from seqpipe.steps.selection import selection_scores
 from seqpipe.steps.training import training_record
 from seqpipe.tasks import task_step
 
@@ -43,7 +47,8 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
     """Score every trained model on the validation and test windows; write the leaderboard, forecasts and plots.
 
     Models are ranked by their validation score of ``evaluation.metric``: each forecasts
-    the validation window from the training points alone. The test scores are reported
+    the validation window from the training points alone. With selection on backtest
+    folds, by their mean over the folds that ``select`` wrote. The test scores are reported
     beside it and choose nothing. The leaderboard goes to ``parent_run_id`` when given (a
     pipeline run that reused models trained by an earlier one), else to the pipeline run
     that trained the best model.
@@ -58,6 +63,9 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
     inputs = test_inputs(prepared)
     val_actual, _ = scoring_targets(prepared, "val")
     val_inputs = validation_inputs(prepared)
+    method = cfg.evaluation.selection.method
+    # Read before any model is scored: a missing or stale selection fails fast.
+    selection = selection_scores(cfg, METRICS) if method == "backtest" else None
 
     runs = training_records(cfg)
     per_series, forecasts = [], []
@@ -78,7 +86,7 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
             upper=np.nan if scored.upper is None else scored.upper.ravel()))
     per_series_frame = pd.concat(per_series, ignore_index=True)
     forecast_frame = pd.concat(forecasts, ignore_index=True)
-    board = build_leaderboard(per_series_frame, cfg.evaluation.metric)
+    board = build_leaderboard(per_series_frame, cfg.evaluation.metric, selection)
     markdown = to_markdown(board)
 
     with atomic_dir(layout.evaluation) as staging:
@@ -97,8 +105,8 @@ def evaluate(cfg: PipelineConfig, parent_run_id: str | None = None) -> pd.DataFr
     else:
         log.info("no MLflow training runs recorded for these models here (pulled from a DVC remote?): "
                  "the leaderboard is written to data/evaluation only")
-    log.info("leaderboard (%d series, horizon %d, ranked by validation %s; test scores reported) written to %s",
-             len(ids), horizon, cfg.evaluation.metric, layout.evaluation)
+    log.info("leaderboard (%d series, horizon %d, %s) written to %s", len(ids), horizon, leaderboard_title(cfg),
+             layout.evaluation)
     return board
 
 
@@ -120,7 +128,10 @@ def evaluation_run(runs: dict[str, dict], best: str, parent: str | None) -> str:
 @task_step
 def leaderboard_title(cfg: PipelineConfig) -> str:
     """What the leaderboard ranks by and on which split, for the lines that show it."""
-    return f"ranked by validation {cfg.evaluation.metric} ({ranking_column(cfg.evaluation.metric)}); the test columns only report"
+    method, metric = cfg.evaluation.selection.method, cfg.evaluation.metric
+    where = ("validation" if method == "validation" else
+             f"the mean over {cfg.evaluation.selection.folds} backtest folds before the test window of")
+    return f"ranked by {where} {metric} ({ranking_column(metric, method)}); the test columns only report"
 
 
 def leaderboard_markdown(cfg: PipelineConfig) -> str:
@@ -138,10 +149,11 @@ def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, di
     for artifact in EVALUATION_ARTIFACTS:
         client.log_artifact(parent, str(layout.evaluation / artifact), "evaluation")
     log_metrics(client, parent, {f"best_test_{m}": float(best[m]) for m in METRICS}
-                | {f"best_{ranking_column(m)}": float(best[ranking_column(m)]) for m in METRICS})
+                | {f"best_{column}": float(best[column]) for column in board.columns
+                   if column.startswith((VALIDATION_PREFIX, SELECTION_PREFIX)) and pd.notna(best[column])})
     client.set_tag(parent, "seqpipe.best_model", best["model"])
 
 
 def _split_metric(column: str) -> str:
-    """A leaderboard column's MLflow metric name: ``val_mase`` stays, ``mase`` (a test score) becomes ``test_mase``."""
-    return column if column.startswith(VALIDATION_PREFIX) else f"test_{column}"
+    """A leaderboard column's MLflow metric name: ``val_mase`` and ``sel_mase`` stay, ``mase`` (a test score) becomes ``test_mase``."""
+    return column if column.startswith((VALIDATION_PREFIX, SELECTION_PREFIX)) else f"test_{column}"

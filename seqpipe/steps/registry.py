@@ -19,7 +19,7 @@ from seqpipe.data.sources import read_table, training_series_name
 from seqpipe.layout import Layout
 from seqpipe.errors import ConfigError, PredictionError, RegistryError, SeqpipeError
 from seqpipe.evaluation.forecast import QuantileSettings
-from seqpipe.evaluation.leaderboard import ranking_column
+from seqpipe.evaluation.leaderboard import SELECTION_PREFIX, VALIDATION_PREFIX, ranking_column
 from seqpipe.evaluation.gate import GateDecision, decide, diebold_mariano, step_losses
 from seqpipe.evaluation.metrics import METRICS, score
 from seqpipe.evaluation.scoring import scoring_targets
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def champion(cfg: PipelineConfig) -> tuple[pd.DataFrame, pd.Series, dict]:
-    """The leaderboard, its first model (best on validation) and the MLflow runs that trained it here: what ``register`` registers."""
+    """The leaderboard, its first model (best before the test window) and the MLflow runs that trained it here: what ``register`` registers."""
     layout = Layout.of(cfg)
     board = pd.read_csv(layout.evaluation / "leaderboard.csv")
     best = board.iloc[0]
@@ -60,6 +60,7 @@ def register(cfg: PipelineConfig) -> str:
     client, _ = connect(cfg)  # an unreachable store fails here, before anything is logged
     layout = Layout.of(cfg)
     _, best, run = champion(cfg)
+    ranked_by = ranking_column(cfg.evaluation.metric, cfg.evaluation.selection.method)
     prepared = load_prepared(layout.prepared)
     example_ids = prepared.scalers.series_ids[:2]
     example = (prepared.frame[prepared.frame["series_id"].isin(example_ids)]
@@ -70,8 +71,8 @@ def register(cfg: PipelineConfig) -> str:
     tags = {**trained_from, "seqpipe.model": best["model"], "seqpipe.arch": best["arch"],
             "seqpipe.pipeline_run_id": run["parent_run_id"], "seqpipe.training_run_id": run["run_id"],
             **{f"seqpipe.test_{m}": f"{best[m]:.6f}" for m in METRICS},
-            **{f"seqpipe.{ranking_column(m)}": f"{best[ranking_column(m)]:.6f}" for m in METRICS},
-            "seqpipe.selected_by": ranking_column(cfg.evaluation.metric)}
+            **{f"seqpipe.{column}": f"{best[column]:.6f}" for column in _chosen_on_columns(best)},
+            "seqpipe.selected_by": ranked_by}
     with tempfile.TemporaryDirectory() as scratch:
         config = write_json(Path(scratch) / "pipeline.json", cfg.model_dump(mode="json", exclude={"root", "conf_dir"}))
         version = log_and_register(
@@ -84,9 +85,16 @@ def register(cfg: PipelineConfig) -> str:
             tags,
         )
     metric = cfg.evaluation.metric
-    log.info(f"registered {cfg.tracking.registered_model} version {version} ({best['model']}, chosen on validation "
-             f"{metric} {best[ranking_column(metric)]:.4f}; test {metric} {best[metric]:.4f}) with alias 'challenger'")
+    log.info(f"registered {cfg.tracking.registered_model} version {version} ({best['model']}, chosen on {ranked_by} "
+             f"{best[ranked_by]:.4f}; test {metric} {best[metric]:.4f}) with alias 'challenger'")
     return version
+
+
+def _chosen_on_columns(best: pd.Series) -> list[str]:
+    """The leaderboard row's scores from before the test window (``val_`` and ``sel_``), where it has them."""
+    return [column for column in best.index if column.startswith((VALIDATION_PREFIX, SELECTION_PREFIX))
+            and column.removeprefix(VALIDATION_PREFIX).removeprefix(SELECTION_PREFIX) in METRICS
+            and pd.notna(best[column])]
 
 
 def _history_columns(prepared: PreparedData) -> list[str]:
