@@ -72,12 +72,14 @@ class FoldRun:
     title: str  # what its summary.md calls it
 
 
-def refit_on_folds(cfg: PipelineConfig, run: FoldRun, folder: Path, parent_run_id: str | None) -> pd.DataFrame:
+def refit_on_folds(cfg: PipelineConfig, run: FoldRun, folder: Path, parent_run_id: str | None,
+                   extra_files: dict[str, dict] | None = None) -> pd.DataFrame:
     """Refit and score ``run.models`` on each fold; write ``folder`` and log to the parent run; return the summary.
 
     The folds start from the validated rows: each is filled, split, scaled and windowed by
     the pipeline's prepare code from its own points only. ``parent_run_id`` None opens a
-    pipeline run of its own for the results.
+    pipeline run of its own for the results. ``extra_files`` (name: JSON payload) are
+    written into ``folder`` with the results, in the same swap.
     """
     layout = Layout.of(cfg)
     # Folds start from the validated rows, before any fill: a gap just before a fold's origin
@@ -109,7 +111,7 @@ def refit_on_folds(cfg: PipelineConfig, run: FoldRun, folder: Path, parent_run_i
         summary = bt.summarize(result.folds, cfg.evaluation.metric)
         header = (f"{run.title}: {run.folds} folds, origin {step} points earlier per fold, horizon {spec.horizon}; "
                   "mean and standard deviation over folds.\n\n")
-        write_folds(folder, result, summary, header + to_markdown(summary))
+        write_folds(folder, result, summary, header + to_markdown(summary), extra_files)
         _log_folds(cfg, parent, summary, folder, run, step)
     except BaseException:
         if owned:
@@ -142,8 +144,11 @@ def _refit_and_score(cfg: PipelineConfig, spec: ModelSpec, prepared: PreparedDat
     return score_estimator(estimator, test_inputs(prepared), actual, scale, cfg.evaluation, prepared.lower_bound)
 
 
-def write_folds(folder: Path, result: bt.BacktestResult, summary: pd.DataFrame, markdown: str) -> None:
+def write_folds(folder: Path, result: bt.BacktestResult, summary: pd.DataFrame, markdown: str,
+                extra_files: dict[str, dict] | None = None) -> None:
     with atomic_dir(folder) as staging:
+        for name, payload in (extra_files or {}).items():
+            (staging / name).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
         result.folds.to_csv(staging / "folds.csv", index=False)
         result.forecasts.to_parquet(staging / "forecasts.parquet", index=False)
         summary.to_csv(staging / "summary.csv", index=False)

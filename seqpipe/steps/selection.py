@@ -15,13 +15,16 @@ import pandas as pd
 from seqpipe.config import PipelineConfig
 from seqpipe.errors import ConfigError
 from seqpipe.evaluation import backtest as bt
-from seqpipe.layout import Layout
+from seqpipe.hashing import json_digest
+from seqpipe.io import md5_file, read_json
+from seqpipe.layout import VALIDATED_FILE, Layout
 from seqpipe.steps.backtesting import FoldRun, refit_on_folds, write_folds
 from seqpipe.tasks import task_step
 
 log = logging.getLogger(__name__)
 
 SELECTION_NAME = "selection"
+BASIS_FILE = "basis.json"  # what the folds were fitted from, so evaluate can refuse stale ones
 
 
 @task_step
@@ -45,25 +48,39 @@ def select(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_off
     run = FoldRun(list(cfg.models), settings.folds, settings.step, before_test=True,
                   setting="evaluation.selection", name=SELECTION_NAME,
                   title="Selection backtest (fold 1 forecasts the validation window; no fold reads the test window)")
-    summary = refit_on_folds(cfg, run, folder, parent_run_id)
+    summary = refit_on_folds(cfg, run, folder, parent_run_id, {BASIS_FILE: selection_basis(cfg)})
     log.info("selection folds (%d, ranked by mean %s) written to %s", settings.folds, cfg.evaluation.metric, folder)
     return summary
+
+
+def selection_basis(cfg: PipelineConfig) -> dict:
+    """What the selection folds' scores follow from: the validated data, each model's settings, the folds' settings."""
+    return {
+        "validated_md5": md5_file(Layout.of(cfg).validated / VALIDATED_FILE),
+        "models": {spec.name: json_digest(spec.model_dump(mode="json")) for spec in cfg.models},
+        "selection": cfg.evaluation.selection.model_dump(mode="json"),
+        "training": json_digest(cfg.training.model_dump(mode="json")),
+        "prepare": json_digest(cfg.prepare.model_dump(mode="json")),
+    }
 
 
 def selection_scores(cfg: PipelineConfig, metrics: tuple[str, ...]) -> pd.DataFrame:
     """Each configured model's mean of every one of ``metrics`` over the selection folds, indexed by model.
 
-    Refuses folds that are missing or that lack a configured model: the leaderboard must
-    not rank a model it has no selection score for.
+    Refuses folds that are missing, or that were fitted on other data, other models or
+    other settings than the configured ones: the leaderboard must not rank by stale scores.
     """
-    summary_file = Layout.of(cfg).selection / "summary.csv"
-    if not summary_file.is_file():
-        raise ConfigError(f"{summary_file}: no selection folds; evaluation.selection.method is 'backtest', "
+    folder = Layout.of(cfg).selection
+    if not (folder / BASIS_FILE).is_file():
+        raise ConfigError(f"{folder}: no selection folds; evaluation.selection.method is 'backtest', "
                           "so run `seqpipe select` before `seqpipe evaluate`")
-    summary = pd.read_csv(summary_file).set_index("model")
-    missing = [spec.name for spec in cfg.models if spec.name not in summary.index or summary.loc[spec.name, "folds"] != cfg.evaluation.selection.folds]
-    if missing:
-        raise ConfigError(f"{summary_file}: no selection score over {cfg.evaluation.selection.folds} folds for "
-                          f"{missing}; run `seqpipe select` again")
+    recorded, current = read_json(folder / BASIS_FILE), selection_basis(cfg)
+    stale = [key for key in current if recorded.get(key) != current[key]]
+    if stale:
+        changed = [name for name, digest in current["models"].items() if recorded.get("models", {}).get(name) != digest]
+        detail = f" (models: {changed})" if changed else ""
+        raise ConfigError(f"{folder}: the selection folds were fitted with other {', '.join(stale)}{detail} than "
+                          "now configured; run `seqpipe select` again")
+    summary = pd.read_csv(folder / "summary.csv").set_index("model")
     names = [spec.name for spec in cfg.models]
     return summary.loc[names, [f"{m}_mean" for m in metrics]].rename(columns=lambda c: c.removesuffix("_mean"))
