@@ -134,18 +134,18 @@ def test_backtest_selection_refuses_missing_folds_and_folds_the_data_cannot_hold
     _naive_against_seasonal(project, selection={"method": "backtest", "folds": SELECTION_FOLDS})
     assert run_cli("select", "--conf", str(project / "conf"), cwd=project).returncode == 0
     fewer = _naive_against_seasonal(project, selection={"method": "backtest", "folds": 2})
-    with pytest.raises(ConfigError, match=r"fitted with other selection than now configured"):
+    with pytest.raises(ConfigError, match=r"fitted with other evaluation.selection than now; run `seqpipe select` again"):
         steps.evaluate(fewer)
     # So are folds fitted before the data changed, or before a model's settings did.
     cfg = _naive_against_seasonal(project, selection={"method": "backtest", "folds": SELECTION_FOLDS})
     _flatten_window(project / "input" / "sales.csv")
     for step in (steps.ingest, steps.validate):
         step(cfg)
-    with pytest.raises(ConfigError, match=r"fitted with other validated_md5 than now configured"):
+    with pytest.raises(ConfigError, match=r"fitted with other validated data than now"):
         steps.evaluate(cfg)
     steps.select(cfg)
     (project / "conf" / "models" / "naive.yaml").write_text("arch: naive\nparams: {}\ntraining: {max_epochs: 3}\n")
-    with pytest.raises(ConfigError, match=r"other models \(models: \['naive'\]\)"):
+    with pytest.raises(ConfigError, match=r"fitted with other models \(naive\) than now"):
         steps.evaluate(load_config(project / "conf"))
 
 

@@ -54,14 +54,18 @@ def select(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_off
 
 
 def selection_basis(cfg: PipelineConfig) -> dict:
-    """What the selection folds' scores follow from: the validated data, each model's settings, the folds' settings."""
+    """What the selection folds' scores follow from: the validated data, each model's settings and the settings
+    that shape every fold (keys as ``BASIS_NAMES`` words them)."""
     return {
         "validated_md5": md5_file(Layout.of(cfg).validated / VALIDATED_FILE),
         "models": {spec.name: json_digest(spec.model_dump(mode="json")) for spec in cfg.models},
+        **{section: json_digest(getattr(cfg, section).model_dump(mode="json")) for section in ("data", "prepare", "training")},
         "selection": cfg.evaluation.selection.model_dump(mode="json"),
-        "training": json_digest(cfg.training.model_dump(mode="json")),
-        "prepare": json_digest(cfg.prepare.model_dump(mode="json")),
     }
+
+
+BASIS_NAMES = {"validated_md5": "validated data", "data": "data settings",
+               "prepare": "prepare settings", "training": "training settings", "selection": "evaluation.selection"}
 
 
 def selection_scores(cfg: PipelineConfig, metrics: tuple[str, ...]) -> pd.DataFrame:
@@ -77,10 +81,11 @@ def selection_scores(cfg: PipelineConfig, metrics: tuple[str, ...]) -> pd.DataFr
     recorded, current = read_json(folder / BASIS_FILE), selection_basis(cfg)
     stale = [key for key in current if recorded.get(key) != current[key]]
     if stale:
-        changed = [name for name, digest in current["models"].items() if recorded.get("models", {}).get(name) != digest]
-        detail = f" (models: {changed})" if changed else ""
-        raise ConfigError(f"{folder}: the selection folds were fitted with other {', '.join(stale)}{detail} than "
-                          "now configured; run `seqpipe select` again")
+        was, now = recorded.get("models", {}), current["models"]
+        changed = sorted(name for name in {*was, *now} if was.get(name) != now.get(name))
+        words = [f"models ({', '.join(changed)})" if key == "models" else BASIS_NAMES[key] for key in stale]
+        raise ConfigError(f"{folder}: the selection folds were fitted with other {', '.join(words)} than now; "
+                          "run `seqpipe select` again")
     summary = pd.read_csv(folder / "summary.csv").set_index("model")
     names = [spec.name for spec in cfg.models]
     return summary.loc[names, [f"{m}_mean" for m in metrics]].rename(columns=lambda c: c.removesuffix("_mean"))
