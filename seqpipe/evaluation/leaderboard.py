@@ -22,6 +22,11 @@ def ranking_column(metric: str, method: str = "validation") -> str:
     return f"{RANKED_ON[method]}{metric}"
 
 
+def before_test(column: str) -> bool:
+    """Whether a leaderboard column is a score from before the test window (``val_`` or ``sel_``), one that may choose."""
+    return column.startswith(tuple(RANKED_ON.values()))
+
+
 def build_leaderboard(per_series: pd.DataFrame, metric: str, selection: pd.DataFrame | None = None) -> pd.DataFrame:
     """Aggregate per-series scores (columns: model, arch, series_id, metrics) into the mean per model.
 

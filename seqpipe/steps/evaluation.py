@@ -19,7 +19,7 @@ from seqpipe.data.prepare import load_prepared
 from seqpipe.layout import Layout
 from seqpipe.errors import ConfigError
 from seqpipe.evaluation.leaderboard import (
-    SELECTION_PREFIX, VALIDATION_PREFIX, board_metrics, build_leaderboard, ranking_column, to_markdown,
+    VALIDATION_PREFIX, before_test, board_metrics, build_leaderboard, ranking_column, to_markdown,
 )
 from seqpipe.evaluation.metrics import METRICS, score
 from seqpipe.evaluation.plots import (
@@ -150,10 +150,10 @@ def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, di
         client.log_artifact(parent, str(layout.evaluation / artifact), "evaluation")
     log_metrics(client, parent, {f"best_test_{m}": float(best[m]) for m in METRICS}
                 | {f"best_{column}": float(best[column]) for column in board.columns
-                   if column.startswith((VALIDATION_PREFIX, SELECTION_PREFIX)) and pd.notna(best[column])})
+                   if before_test(column) and pd.notna(best[column])})
     client.set_tag(parent, "seqpipe.best_model", best["model"])
 
 
 def _split_metric(column: str) -> str:
     """A leaderboard column's MLflow metric name: ``val_mase`` and ``sel_mase`` stay, ``mase`` (a test score) becomes ``test_mase``."""
-    return column if column.startswith((VALIDATION_PREFIX, SELECTION_PREFIX)) else f"test_{column}"
+    return column if before_test(column) else f"test_{column}"
