@@ -131,8 +131,7 @@ def test_backtest_selection_refuses_missing_folds_and_folds_the_data_cannot_hold
     assert not (too_many.data_dir / "selection").exists()
 
     # A selection over a different set of folds is stale: evaluate refuses it rather than rank by it.
-    _naive_against_seasonal(project, selection={"method": "backtest", "folds": SELECTION_FOLDS})
-    assert run_cli("select", "--conf", str(project / "conf"), cwd=project).returncode == 0
+    steps.select(_naive_against_seasonal(project, selection={"method": "backtest", "folds": SELECTION_FOLDS}))
     fewer = _naive_against_seasonal(project, selection={"method": "backtest", "folds": 2})
     with pytest.raises(ConfigError, match=r"fitted with other evaluation.selection than now; run `seqpipe select` again"):
         steps.evaluate(fewer)
@@ -159,6 +158,7 @@ def test_selection_settings_are_checked_at_load(project, selection, message):
         _naive_against_seasonal(project, selection=selection)
 
 
+@pytest.mark.slow
 def test_the_flow_chooses_on_the_selection_folds_and_logs_them_to_its_run(project):
     """`seqpipe run`, a real Prefect flow run: select runs before training, and its scores reach the pipeline run."""
     _flatten_window(project / "input" / "sales.csv", points_after=HORIZON)
