@@ -102,7 +102,7 @@ def run_dataset(dataset: str, models: list[str], args: argparse.Namespace) -> pd
         board = steps.evaluate(cfg)
         # The models that learn from the data: neither a baseline nor a classical reference.
         combined = combination(cfg, [s.name for s in cfg.models if seeded_estimator(cfg, s).trainable])
-    # The pipeline's leaderboard is ranked on validation: its first row is what register registers.
+    # The pipeline's leaderboard is ranked before the test window: its first row is what register registers.
     columns = COLUMNS + (SELECTION_SCORES if args.select == "backtest" else [])
     board = board[columns].assign(fit_seconds=board["model"].map(seconds).round(1),
                                   selected=np.arange(len(board)) == 0)

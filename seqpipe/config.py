@@ -361,8 +361,8 @@ class SelectionConfig(StrictModel):
     ``backtest`` refits every model at ``folds`` forecast origins before the test window
     (fold 1 forecasts the validation window, each next fold's origin ``step`` points
     earlier) and ranks by the mean over the folds. Each fold stops training on its own
-    validation window, the one before the window it is scored on, so no model is scored
-    where it stopped training, as models are on the pipeline's own validation window.
+    validation window, the one before the window it is scored on, so no network is scored
+    on the window it stopped training on, as it is on the pipeline's validation window.
     """
 
     method: Literal["validation", "backtest"] = Field(
