@@ -27,6 +27,11 @@ def before_test(column: str) -> bool:
     return column.startswith(tuple(RANKED_ON.values()))
 
 
+def before_test_scores(row: pd.Series) -> dict[str, float]:
+    """A leaderboard row's scores from before the test window, leaving out those it has none of."""
+    return {column: float(row[column]) for column in row.index if before_test(column) and pd.notna(row[column])}
+
+
 def build_leaderboard(per_series: pd.DataFrame, metric: str, selection: pd.DataFrame | None = None) -> pd.DataFrame:
     """Aggregate per-series scores (columns: model, arch, series_id, metrics) into the mean per model.
 

@@ -46,11 +46,8 @@ def backtest(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_o
     """
     settings, layout = cfg.evaluation.backtest, Layout.of(cfg)
     if settings.folds == 0:
-        off, summary = bt.empty_result()
-        if write_when_off:
-            write_folds(layout.backtest, off, summary, "The backtest is off (evaluation.backtest.folds = 0).\n")
         log.info("backtest off: set evaluation.backtest.folds to run one")
-        return summary
+        return no_folds(layout.backtest, write_when_off, "The backtest is off (evaluation.backtest.folds = 0).\n")
     plan = FoldRun(cfg.backtest_models(), settings.folds, settings.step, before_test=False,
                    setting="evaluation.backtest", name="backtest", title="Rolling-origin backtest")
     summary = refit_on_folds(cfg, plan, layout.backtest, parent_run_id or _evaluated_parent(cfg))
@@ -142,6 +139,15 @@ def _refit_and_score(cfg: PipelineConfig, spec: ModelSpec, prepared: PreparedDat
     estimator = seeded_estimator(cfg, spec)
     fit_estimator(cfg, spec, estimator, prepared, FitOptions(name=label))
     return score_estimator(estimator, test_inputs(prepared), actual, scale, cfg.evaluation, prepared.lower_bound)
+
+
+def no_folds(folder: Path, write_when_off: bool, markdown: str) -> pd.DataFrame:
+    """The empty summary of fold refits that are off; written to ``folder`` when ``write_when_off`` (a DVC
+    stage declares the outputs, so they must exist)."""
+    off, summary = bt.empty_result()
+    if write_when_off:
+        write_folds(folder, off, summary, markdown)
+    return summary
 
 
 def write_folds(folder: Path, result: bt.BacktestResult, summary: pd.DataFrame, markdown: str,

@@ -19,7 +19,7 @@ from seqpipe.data.prepare import load_prepared
 from seqpipe.layout import Layout
 from seqpipe.errors import ConfigError
 from seqpipe.evaluation.leaderboard import (
-    VALIDATION_PREFIX, before_test, board_metrics, build_leaderboard, ranking_column, to_markdown,
+    VALIDATION_PREFIX, before_test, before_test_scores, board_metrics, build_leaderboard, ranking_column, to_markdown,
 )
 from seqpipe.evaluation.metrics import METRICS, score
 from seqpipe.evaluation.plots import (
@@ -149,8 +149,7 @@ def _log_evaluation(cfg: PipelineConfig, board: pd.DataFrame, runs: dict[str, di
     for artifact in EVALUATION_ARTIFACTS:
         client.log_artifact(parent, str(layout.evaluation / artifact), "evaluation")
     log_metrics(client, parent, {f"best_test_{m}": float(best[m]) for m in METRICS}
-                | {f"best_{column}": float(best[column]) for column in board.columns
-                   if before_test(column) and pd.notna(best[column])})
+                | {f"best_{column}": value for column, value in before_test_scores(best).items()})
     client.set_tag(parent, "seqpipe.best_model", best["model"])
 
 

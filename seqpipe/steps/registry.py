@@ -19,7 +19,7 @@ from seqpipe.data.sources import read_table, training_series_name
 from seqpipe.layout import Layout
 from seqpipe.errors import ConfigError, PredictionError, RegistryError, SeqpipeError
 from seqpipe.evaluation.forecast import QuantileSettings
-from seqpipe.evaluation.leaderboard import before_test, ranking_column
+from seqpipe.evaluation.leaderboard import before_test_scores, ranking_column
 from seqpipe.evaluation.gate import GateDecision, decide, diebold_mariano, step_losses
 from seqpipe.evaluation.metrics import METRICS, score
 from seqpipe.evaluation.scoring import scoring_targets
@@ -71,8 +71,7 @@ def register(cfg: PipelineConfig) -> str:
     tags = {**trained_from, "seqpipe.model": best["model"], "seqpipe.arch": best["arch"],
             "seqpipe.pipeline_run_id": run["parent_run_id"], "seqpipe.training_run_id": run["run_id"],
             **{f"seqpipe.test_{m}": f"{best[m]:.6f}" for m in METRICS},
-            **{f"seqpipe.{column}": f"{best[column]:.6f}" for column in best.index
-               if before_test(column) and pd.notna(best[column])},
+            **{f"seqpipe.{column}": f"{value:.6f}" for column, value in before_test_scores(best).items()},
             "seqpipe.selected_by": ranked_by}
     with tempfile.TemporaryDirectory() as scratch:
         config = write_json(Path(scratch) / "pipeline.json", cfg.model_dump(mode="json", exclude={"root", "conf_dir"}))
@@ -89,7 +88,6 @@ def register(cfg: PipelineConfig) -> str:
     log.info(f"registered {cfg.tracking.registered_model} version {version} ({best['model']}, chosen on {ranked_by} "
              f"{best[ranked_by]:.4f}; test {metric} {best[metric]:.4f}) with alias 'challenger'")
     return version
-
 
 
 def _history_columns(prepared: PreparedData) -> list[str]:

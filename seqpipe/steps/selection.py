@@ -14,11 +14,10 @@ import pandas as pd
 
 from seqpipe.config import PipelineConfig
 from seqpipe.errors import ConfigError
-from seqpipe.evaluation import backtest as bt
 from seqpipe.hashing import json_digest
 from seqpipe.io import md5_file, read_json
 from seqpipe.layout import VALIDATED_FILE, Layout
-from seqpipe.steps.backtesting import FoldRun, refit_on_folds, write_folds
+from seqpipe.steps.backtesting import FoldRun, no_folds, refit_on_folds
 from seqpipe.tasks import task_step
 
 log = logging.getLogger(__name__)
@@ -39,12 +38,9 @@ def select(cfg: PipelineConfig, parent_run_id: str | None = None, write_when_off
     """
     settings, folder = cfg.evaluation.selection, Layout.of(cfg).selection
     if settings.method != "backtest":
-        off, summary = bt.empty_result()
-        if write_when_off:
-            write_folds(folder, off, summary, "The champion is chosen on the validation window "
-                        "(evaluation.selection.method = validation): no selection folds.\n")
         log.info("selection on the validation window: no selection folds to fit")
-        return summary
+        return no_folds(folder, write_when_off, "The champion is chosen on the validation window "
+                        "(evaluation.selection.method = validation): no selection folds.\n")
     run = FoldRun(list(cfg.models), settings.folds, settings.step, before_test=True,
                   setting="evaluation.selection", name=SELECTION_NAME,
                   title="Selection backtest (fold 1 forecasts the validation window; no fold reads the test window)")
