@@ -249,13 +249,13 @@ def rollback(
 
 @app.command()
 def predict(
-    input: Annotated[Path, typer.Option("--input", help="history: CSV or Parquet")],
-    output: Annotated[Path, typer.Option("--output", help="forecasts: CSV or Parquet, by suffix")],
+    input: Annotated[Path, typer.Option("--input", help="series history, or sequences or texts to label: CSV or Parquet")],
+    output: Annotated[Path, typer.Option("--output", help="forecasts or labels: CSV or Parquet, by suffix")],
     model: Annotated[str, typer.Option("--model", help="production, challenger or a version number")] = "production",
-    horizon: Annotated[Optional[int], typer.Option("--horizon", help="steps ahead; default: the model's")] = None,
+    horizon: Annotated[Optional[int], typer.Option("--horizon", help="forecasting only: steps ahead; default: the model's")] = None,
     conf: ConfOption = DEFAULT_CONF,
 ) -> None:
-    """Forecast every series in a history file with a registered model."""
+    """Forecast every series, or label every sequence or text, in an input file with a registered model."""
     from seqpipe import steps
 
     steps.predict(_config(conf), model, input, output, horizon)
